@@ -1,0 +1,76 @@
+"""``oye relay``: settings -> NATS -> server -> signal -> shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from oye_relay.publisher import Publisher
+from oye_relay.server import Relay
+from oye_shared import bus
+from oye_shared.logs import configure_logging
+from oye_shared.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_DEADLINE = 5.0
+
+
+async def run(
+    settings: Settings, *, stop: asyncio.Event, started: asyncio.Event | None = None
+) -> None:
+    """Run the relay until ``stop`` is set, then shut down in order within a deadline."""
+    publisher = Publisher(settings.publish_buffer)
+    relay = Relay(settings, publisher)
+    nats_task = asyncio.create_task(_run_bus(settings, publisher), name="nats")
+    try:
+        async with relay.serve():
+            log.info(
+                "relay %s: chargers connect to ws://%s:%d/ocpp/{chargePointId}; upstream %s",
+                settings.relay_id,
+                settings.bind_host,
+                settings.ocpp_port,
+                settings.upstream_url or "none (standalone)",
+            )
+            if started is not None:
+                started.set()
+            await stop.wait()
+            log.info("relay shutting down")
+            await relay.close_all()
+        # Let the last frames and events reach NATS, if it is there.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_DEADLINE):
+                await publisher.wait_idle()
+    finally:
+        nats_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await nats_task
+
+
+async def _run_bus(settings: Settings, publisher: Publisher) -> None:
+    nc = await bus.connect(settings, name=f"relay-{settings.relay_id}")
+    try:
+        await bus.ensure_traffic_stream(nc, settings)
+        await publisher.run(nc)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
+    configure_logging(settings.log_level)
+    asyncio.run(_main(settings))
+
+
+async def _main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await run(settings, stop=stop)

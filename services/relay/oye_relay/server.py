@@ -1,0 +1,266 @@
+"""Accepting chargers: the handshake, the upstream opened before it completes, the registry.
+
+The charger's handshake completes only after the CSMS's: the charger then gets the
+subprotocol the CSMS chose, or the CSMS's refusal (401, 404, ...) as its own. A CSMS that
+cannot be reached within ``OYE_UPSTREAM_CONNECT_TIMEOUT`` does not keep the charger out:
+it is accepted and the upstream is retried in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from oye_relay.admission import (
+    Refusal,
+    charge_point_id_from_path,
+    choose_standalone_subprotocol,
+    offered_subprotocols,
+)
+from oye_relay.publisher import Publisher
+from oye_relay.session import REPLACED_REASON, ChargerSession
+from oye_relay.traffic import TrafficTap
+from oye_relay.upstream import (
+    UpstreamOptions,
+    UpstreamRefused,
+    UpstreamUnreachable,
+    make_ssl_context,
+    open_upstream,
+)
+from oye_shared.settings import Settings
+from oye_shared.subjects import EventKind, Subjects
+
+log = logging.getLogger(__name__)
+
+#: Headers of a CSMS refusal that the charger needs to see too.
+PASSED_BACK_HEADERS = ("WWW-Authenticate", "Retry-After")
+
+
+@dataclass(slots=True)
+class Handshake:
+    """What the handshake learned, carried from process_request to the handler."""
+
+    charge_point_id: str
+    offered: list[str]
+    authorization: str | None
+    user_agent: str | None
+    upstream: ClientConnection | None = None
+
+
+class Relay:
+    """The relay of one process: accepts chargers on ``/ocpp/{id}`` and runs their sessions."""
+
+    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.subjects = Subjects(settings.subject_prefix)
+        self.sessions: dict[str, ChargerSession] = {}
+        self._handshakes: dict[ServerConnection, Handshake] = {}
+        self._session_changed = asyncio.Condition()
+        self.upstream_options = self._upstream_options(settings)
+
+    @staticmethod
+    def _upstream_options(settings: Settings) -> UpstreamOptions | None:
+        if settings.upstream_url is None:
+            return None
+        return UpstreamOptions(
+            base_url=settings.upstream_url,
+            ssl_context=make_ssl_context(
+                settings.upstream_url,
+                verify=settings.upstream_tls_verify,
+                ca_file=settings.upstream_ca_file,
+            ),
+            open_timeout=settings.upstream_connect_timeout,
+            ping_interval=settings.ping_interval,
+            ping_timeout=settings.ping_timeout,
+            max_size=settings.max_frame_bytes,
+        )
+
+    def serve(self) -> Any:
+        """The websockets server (an async context manager)."""
+        return serve(
+            self._handle,
+            self.settings.bind_host,
+            self.settings.ocpp_port,
+            process_request=self._process_request,
+            process_response=self._process_response,
+            select_subprotocol=self._select_subprotocol,
+            open_timeout=self.settings.upstream_connect_timeout + 10,
+            ping_interval=self.settings.ping_interval,
+            ping_timeout=self.settings.ping_timeout,
+            max_size=self.settings.max_frame_bytes,
+            max_queue=64,
+        )
+
+    # The handshake, in the order websockets calls us.
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        found = charge_point_id_from_path(request.path, max_length=self.settings.max_id_length)
+        if isinstance(found, Refusal):
+            log.info("refused a handshake for %r: %s", request.path[:200], found.reason)
+            return connection.respond(found.status, found.reason + "\n")
+        handshake = Handshake(
+            charge_point_id=found,
+            offered=offered_subprotocols(request.headers.get_all("Sec-WebSocket-Protocol")),
+            authorization=request.headers.get("Authorization"),
+            user_agent=request.headers.get("User-Agent"),
+        )
+        if self.upstream_options is not None:
+            try:
+                handshake.upstream = await open_upstream(
+                    self.upstream_options,
+                    found,
+                    subprotocols=handshake.offered,
+                    authorization=handshake.authorization,
+                    user_agent=handshake.user_agent,
+                )
+            except UpstreamRefused as refusal:
+                log.info("%r: CSMS refused the handshake (HTTP %d)", found, refusal.status)
+                return self._pass_back(connection, refusal)
+            except UpstreamUnreachable as exc:
+                log.warning("%r: CSMS unreachable at connect (%s); accepting", found, exc)
+        self._handshakes[connection] = handshake
+        return None
+
+    @staticmethod
+    def _pass_back(connection: ServerConnection, refusal: UpstreamRefused) -> Response:
+        status = refusal.status
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Refused"
+        response = connection.respond(status, f"CSMS refused the connection: {reason}\n")
+        for name in PASSED_BACK_HEADERS:
+            if value := refusal.response.headers.get(name):
+                response.headers[name] = value
+        return response
+
+    def _select_subprotocol(
+        self, connection: ServerConnection, subprotocols: Any
+    ) -> Subprotocol | None:
+        handshake = self._handshakes.get(connection)
+        if handshake is None:
+            return None
+        if handshake.upstream is not None:
+            chosen = handshake.upstream.subprotocol
+            return chosen if chosen in handshake.offered else None
+        return (
+            Subprotocol(token)
+            if (token := choose_standalone_subprotocol(handshake.offered))
+            else None
+        )
+
+    async def _process_response(
+        self, connection: ServerConnection, request: Request, response: Response
+    ) -> None:
+        if response.status_code != 101:
+            # The handshake failed after we opened the upstream: do not leak it.
+            handshake = self._handshakes.pop(connection, None)
+            if handshake is not None and handshake.upstream is not None:
+                await handshake.upstream.close(1001, "charger handshake failed")
+
+    # The connection.
+
+    async def _handle(self, charger: ServerConnection) -> None:
+        handshake = self._handshakes.pop(charger)
+        cp = handshake.charge_point_id
+        if charger.subprotocol is None and (handshake.offered or handshake.upstream is None):
+            # No common subprotocol: the handshake completed without one; now close (OCPP-J).
+            if handshake.upstream is not None:
+                await handshake.upstream.close(1000, "no common subprotocol")
+            await charger.close(1002, "no common OCPP subprotocol")
+            return
+        tap = TrafficTap(
+            publisher=self.publisher,
+            subjects=self.subjects,
+            charge_point_id=cp,
+            relay_id=self.settings.relay_id,
+            session_id=uuid.uuid4().hex,
+            subprotocol=charger.subprotocol or "",
+        )
+        session = ChargerSession(
+            charger=charger,
+            charge_point_id=cp,
+            tap=tap,
+            upstream=handshake.upstream,
+            upstream_options=self.upstream_options,
+            offered_subprotocols=handshake.offered,
+            authorization=handshake.authorization,
+            user_agent=handshake.user_agent,
+            backoff_max=self.settings.upstream_backoff_max,
+        )
+        await self._register(session)
+        remote = _remote_address(charger)
+        tap.event(
+            EventKind.CONNECTED,
+            remoteAddress=remote,
+            subprotocol=charger.subprotocol,
+            upstream=_upstream_state(session),
+        )
+        log.info("%r connected from %s (%s)", cp, remote, charger.subprotocol)
+        try:
+            await session.run()
+        finally:
+            await self._unregister(session)
+            tap.event(
+                EventKind.DISCONNECTED,
+                code=charger.close_code,
+                reason=charger.close_reason,
+            )
+            log.info("%r disconnected (%s)", cp, charger.close_code)
+
+    async def _register(self, session: ChargerSession) -> None:
+        cp = session.charge_point_id
+        old = self.sessions.get(cp)
+        self.sessions[cp] = session
+        if old is not None:
+            log.info("%r connected again; closing the previous connection", cp)
+            old.tap.event(EventKind.REPLACED, by=session.tap.session_id)
+            await old.close(1000, REPLACED_REASON)
+        async with self._session_changed:
+            self._session_changed.notify_all()
+
+    async def _unregister(self, session: ChargerSession) -> None:
+        if self.sessions.get(session.charge_point_id) is session:
+            del self.sessions[session.charge_point_id]
+        async with self._session_changed:
+            self._session_changed.notify_all()
+
+    async def wait_for_session(self, charge_point_id: str) -> ChargerSession:
+        """Wait until a charger with this id is connected (for tests and tools)."""
+        async with self._session_changed:
+            await self._session_changed.wait_for(lambda: charge_point_id in self.sessions)
+            return self.sessions[charge_point_id]
+
+    async def close_all(self) -> None:
+        """Close every charger with 1001 (going away), as a shutting-down server must."""
+        sessions = list(self.sessions.values())
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                await session.close(1001, "proxy shutting down")
+
+
+def _upstream_state(session: ChargerSession) -> str:
+    if session.upstream_options is None:
+        return "none"
+    return "up" if session.upstream is not None else "down"
+
+
+def _remote_address(connection: ServerConnection) -> str | None:
+    address = connection.remote_address
+    if not address:
+        return None
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

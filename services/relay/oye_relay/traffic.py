@@ -1,0 +1,110 @@
+"""What the relay tells NATS about each frame and each event: subjects, headers, bodies."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from oye_relay.calls import PendingCalls
+from oye_relay.publisher import Publisher
+from oye_shared import headers as h
+from oye_shared.frames import Frame, FrameError, MessageType, parse_frame
+from oye_shared.subjects import Direction, EventKind, Subjects
+
+
+def inspect(message: str | bytes) -> Frame | FrameError:
+    """Parse a frame for routing and headers; a malformed frame is described, not raised."""
+    try:
+        return parse_frame(message)
+    except FrameError as error:
+        return error
+
+
+@dataclass(slots=True)
+class TrafficTap:
+    """Publishes the frames and events of one charger connection."""
+
+    publisher: Publisher
+    subjects: Subjects
+    charge_point_id: str
+    relay_id: str
+    session_id: str
+    subprotocol: str = ""
+
+    def frame(
+        self,
+        direction: Direction,
+        message: str | bytes,
+        parsed: Frame | FrameError,
+        *,
+        action: str | None = None,
+    ) -> None:
+        frame_id = h.new_frame_id()
+        headers = {
+            h.DIRECTION: direction.value,
+            h.CHARGE_POINT: self.charge_point_id,
+            h.TIME: h.now_rfc3339(),
+            h.FRAME_ID: frame_id,
+            h.NATS_MSG_ID: frame_id,
+            h.SUBPROTOCOL: self.subprotocol,
+            h.RELAY: self.relay_id,
+        }
+        if isinstance(parsed, FrameError):
+            headers[h.MESSAGE_TYPE] = h.MALFORMED
+            headers[h.ERROR] = parsed.reason
+            if parsed.message_id is not None:
+                headers[h.MESSAGE_ID] = parsed.message_id
+        else:
+            headers[h.MESSAGE_TYPE] = parsed.message_type.name
+            headers[h.MESSAGE_ID] = parsed.message_id
+            if action := parsed.action or action:
+                headers[h.ACTION] = action
+        if isinstance(message, str):
+            body = message.encode()
+        else:
+            body = message
+            headers[h.BINARY] = "1"
+        self.publisher.publish(self.subjects.frames(self.charge_point_id, direction), body, headers)
+
+    def event(self, kind: EventKind, **details: Any) -> None:
+        frame_id = h.new_frame_id()
+        time = h.now_rfc3339()
+        body = {
+            "event": kind.value,
+            "chargePointId": self.charge_point_id,
+            "relay": self.relay_id,
+            "sessionId": self.session_id,
+            "time": time,
+            **details,
+        }
+        headers = {
+            h.CHARGE_POINT: self.charge_point_id,
+            h.TIME: time,
+            h.FRAME_ID: frame_id,
+            h.NATS_MSG_ID: frame_id,
+            h.RELAY: self.relay_id,
+        }
+        self.publisher.publish(
+            self.subjects.events(self.charge_point_id, kind),
+            json.dumps(body, separators=(",", ":")).encode(),
+            headers,
+        )
+
+
+def track(
+    parsed: Frame | FrameError, sent_by_peer: PendingCalls, answered_by_peer: PendingCalls
+) -> str | None:
+    """Keep the pending-call tables current for one frame; return the action of a reply.
+
+    ``sent_by_peer`` holds CALLs this frame's sender made; ``answered_by_peer`` holds
+    CALLs this frame's sender must answer.
+    """
+    if isinstance(parsed, FrameError):
+        return None
+    if parsed.message_type is MessageType.CALL and parsed.action is not None:
+        sent_by_peer.sent(parsed.message_id, parsed.action)
+        return None
+    if parsed.message_type in (MessageType.CALLRESULT, MessageType.CALLERROR):
+        return answered_by_peer.answered(parsed.message_id)
+    return None

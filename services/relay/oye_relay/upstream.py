@@ -1,0 +1,122 @@
+"""Connecting a charger's upstream leg to the CSMS, and deciding what a failure means.
+
+The upstream offers the CSMS exactly the subprotocols the charger offered, in its order,
+and passes the charger's ``Authorization`` header through, so the CSMS decides as if the
+charger were talking to it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
+
+log = logging.getLogger(__name__)
+
+#: CSMS close codes that mean "this connection is over" rather than "I went away".
+#: The charger is closed with the same code; any other end of the upstream is a drop,
+#: and the relay reconnects while the charger stays.
+DELIBERATE_CLOSE_CODES = frozenset({1000, 1002, 1003, 1007, 1008, 1009, 1010})
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamOptions:
+    """How to reach the CSMS; built once from the settings."""
+
+    base_url: str
+    ssl_context: ssl.SSLContext | None
+    open_timeout: float
+    ping_interval: float
+    ping_timeout: float
+    max_size: int
+
+    def url_for(self, charge_point_id: str) -> str:
+        return f"{self.base_url.rstrip('/')}/{quote(charge_point_id, safe='')}"
+
+
+def make_ssl_context(url: str, *, verify: bool, ca_file: Path | None) -> ssl.SSLContext | None:
+    """The TLS context for a wss:// upstream: verified by default."""
+    if not url.startswith("wss://"):
+        return None
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if not verify:
+        log.warning("upstream TLS certificates are NOT verified (OYE_UPSTREAM_TLS_VERIFY=false)")
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class UpstreamRefused(Exception):
+    """The CSMS answered the handshake with an HTTP status other than 101."""
+
+    def __init__(self, error: InvalidStatus) -> None:
+        super().__init__(str(error))
+        self.response = error.response
+
+    @property
+    def status(self) -> int:
+        return self.response.status_code
+
+    @property
+    def is_final(self) -> bool:
+        """A 4xx says no to this charger; a 5xx is a CSMS in trouble, worth retrying."""
+        return 400 <= self.status < 500
+
+
+class UpstreamUnreachable(Exception):
+    """The CSMS could not be reached: refused, timed out, bad TLS, broken handshake."""
+
+
+async def open_upstream(
+    options: UpstreamOptions,
+    charge_point_id: str,
+    *,
+    subprotocols: Sequence[str],
+    authorization: str | None,
+    user_agent: str | None,
+) -> ClientConnection:
+    """Open the upstream leg, or raise :class:`UpstreamRefused` / :class:`UpstreamUnreachable`."""
+    headers = {"Authorization": authorization} if authorization else None
+    try:
+        return await connect(
+            options.url_for(charge_point_id),
+            subprotocols=[Subprotocol(token) for token in subprotocols] or None,
+            additional_headers=headers,
+            user_agent_header=user_agent,
+            ssl=options.ssl_context,
+            open_timeout=options.open_timeout,
+            ping_interval=options.ping_interval,
+            ping_timeout=options.ping_timeout,
+            max_size=options.max_size,
+            max_queue=64,
+            proxy=None,
+        )
+    except InvalidStatus as exc:
+        raise UpstreamRefused(exc) from exc
+    except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
+        raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
+
+
+class Backoff:
+    """Capped exponential backoff with jitter; :meth:`reset` after a success."""
+
+    def __init__(self, *, initial: float = 0.5, maximum: float = 30.0) -> None:
+        self.initial = min(initial, maximum)
+        self.maximum = maximum
+        self._next = self.initial
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self._next = self.initial

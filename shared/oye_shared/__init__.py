@@ -1,0 +1,1 @@
+"""What every OYE service agrees on: subjects, headers, frames, settings and the bus."""

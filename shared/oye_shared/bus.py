@@ -1,0 +1,80 @@
+"""NATS helpers every service uses: connect (and keep reconnecting), the traffic stream.
+
+Services connect with :func:`connect`, which retries the first connection too, so a
+service started before NATS (or while NATS restarts) comes up and catches up by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from oye_shared.settings import Settings
+from oye_shared.subjects import Subjects
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_WINDOW_SECONDS = 120.0
+
+
+async def connect(settings: Settings, *, name: str) -> Client:
+    """Connect to NATS, retrying until it answers; later drops reconnect forever."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("NATS error: %s", exc)
+
+    async def on_disconnected() -> None:
+        log.warning("NATS disconnected; reconnecting")
+
+    async def on_reconnected() -> None:
+        log.info("NATS reconnected")
+
+    delay = 0.2
+    while True:
+        try:
+            return await nats.connect(
+                servers=settings.nats_servers,
+                name=f"oye-{name}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                ping_interval=5,
+                max_outstanding_pings=2,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            )
+        except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
+            log.warning("NATS at %s not reachable (%s); retrying", settings.nats_servers, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def traffic_stream_config(settings: Settings) -> StreamConfig:
+    subjects = Subjects(settings.subject_prefix)
+    return StreamConfig(
+        name=settings.stream_name,
+        subjects=[subjects.all_frames, subjects.all_events],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=settings.stream_max_age,
+        max_bytes=settings.stream_max_bytes,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+    )
+
+
+async def ensure_traffic_stream(nc: Client, settings: Settings) -> None:
+    """Create the stream that captures frames and events, or bring its limits up to date."""
+    js = nc.jetstream()
+    config = traffic_stream_config(settings)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        # It exists with another configuration: our settings are the truth.
+        await js.update_stream(config)

@@ -1,0 +1,138 @@
+"""Configuration from environment variables, read once at each service's edge.
+
+Every variable is ``OYE_<FIELD>`` except ``NATS_URL``. :func:`load_settings` turns a bad
+value into :class:`SettingsError`, whose message names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or wrong; the message names the variable."""
+
+
+def _default_relay_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OYE_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    # Where things listen.
+    bind_host: str = "0.0.0.0"
+    ocpp_port: Port = 9000
+    http_port: Port = 8080
+    metrics_port: Port = 9100
+
+    # The CSMS; unset means standalone.
+    upstream_url: str | None = None
+    upstream_tls_verify: bool = True
+    upstream_ca_file: Path | None = None
+    upstream_connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    upstream_backoff_max: Annotated[float, Field(gt=0)] = 30.0
+
+    # NATS.
+    nats_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("NATS_URL", "OYE_NATS_URL")
+    )
+    nats_port: Port = 4222
+    subject_prefix: str = "oye"
+    stream_max_age: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
+    stream_max_bytes: Annotated[int, Field(gt=0)] = 1024**3
+    publish_buffer: Annotated[int, Field(gt=0)] = 100_000
+
+    # The relay.
+    relay_id: str = Field(default_factory=_default_relay_id)
+    max_id_length: Annotated[int, Field(ge=1, le=1000)] = 128
+    max_frame_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    ping_interval: Annotated[float, Field(gt=0)] = 20.0
+    ping_timeout: Annotated[float, Field(gt=0)] = 20.0
+
+    # Injection and the API.
+    inject_timeout: Annotated[float, Field(gt=0)] = 30.0
+    admin_password: str | None = None
+
+    # Storage.
+    data_dir: Path = Path("./data")
+    db_url: str | None = None
+    log_retention_count: Annotated[int, Field(ge=0)] | None = None
+    log_retention_days: Annotated[float, Field(gt=0)] | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _upstream_is_websocket(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not re.match(r"^wss?://[^/\s]+", value):
+            raise ValueError("must be a ws:// or wss:// URL")
+        return value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_url_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        for url in value.split(","):
+            if not re.match(r"^(nats|tls|ws|wss)://\S+$", url.strip()):
+                raise ValueError("must be nats://host:port (comma-separated for a cluster)")
+        return value
+
+    @field_validator("subject_prefix")
+    @classmethod
+    def _prefix_is_subject(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", value):
+            raise ValueError("must be dot-separated tokens of letters, digits, '_' or '-'")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @property
+    def stream_name(self) -> str:
+        """The JetStream stream that captures frames and events."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.subject_prefix).upper() + "_TRAFFIC"
+
+    @property
+    def nats_servers(self) -> list[str]:
+        url = self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+        return [part.strip() for part in url.split(",")]
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field."""
+    if field in ("nats_url", "NATS_URL"):
+        return "NATS_URL"
+    return field if field.startswith("OYE_") else f"OYE_{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and overrides), naming the variable on error."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            problems.append(f"{env_name(field)}: {error['msg']} (got {error.get('input')!r})")
+        raise SettingsError("bad configuration: " + "; ".join(problems)) from None
