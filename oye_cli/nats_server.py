@@ -99,8 +99,13 @@ class NatsServer:
             "--log",
             str(self.log_file),
         ]
+        # A session of its own: Ctrl-C reaches the supervisor, which stops NATS last.
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         self.port = self._wait_until_ready(timeout)
         return self
