@@ -1,0 +1,123 @@
+"""``create_app(settings)``: the inject-api as a FastAPI app whose lifespan owns NATS.
+
+Start: connect NATS (retrying until it answers), open or create the KV buckets, seed the
+proxy config from ``OYE_UPSTREAM_URL`` if none is stored, create ``admin`` if no user
+exists. Stop: drain NATS. Every ``/api/*`` router is included behind HTTP Basic auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats.errors
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from nats.aio.client import Client
+
+from oye_api.deps import ApiState, require_user
+from oye_api.kv import open_buckets
+from oye_api.proxy_config import ConfigStore
+from oye_api.replies import error_response
+from oye_api.routes import auth, chargers, config, health, inject
+from oye_api.throttle import WINDOW_SECONDS, LoginThrottle
+from oye_api.users import UserStore, ensure_admin
+from oye_shared import bus
+from oye_shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DRAIN_DEADLINE = 5.0
+
+DESCRIPTION = """\
+Inject OCPP commands into your chargers and read their state, through the OYE Proxy.
+
+Every `/api/*` route needs HTTP Basic auth (user `admin`; its first password is
+`OYE_ADMIN_PASSWORD`, or a random one printed once in the log). `GET /health` does not.
+See the request-body examples of `POST /api/inject/{chargePointId}` for the Smart
+Charging Guide's scenarios.
+"""
+
+
+async def _on_nats_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: NATS error: %r", request.method, request.url.path, exc)
+    return error_response(503, "the message bus (NATS) is not available; try again")
+
+
+async def _close(nc: Client) -> None:
+    """Drain NATS (let replies in flight go out); if that fails, close it outright."""
+    try:
+        async with asyncio.timeout(DRAIN_DEADLINE):
+            await nc.drain()
+    except (nats.errors.Error, TimeoutError) as exc:
+        log.warning("NATS drain failed (%r); closing the connection", exc)
+        try:
+            await nc.close()
+        except asyncio.CancelledError:
+            # nats-py closing during a reconnection can raise the transport's cancelled
+            # close waiter; the client is closed all the same. Our own cancellation goes on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The inject-api for these settings; NATS is opened by the lifespan, not here."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nc = await bus.connect(settings, name="inject-api")
+        try:
+            buckets = await open_buckets(nc, settings.subject_prefix, login_window=WINDOW_SECONDS)
+            state = ApiState(
+                settings=settings,
+                nc=nc,
+                buckets=buckets,
+                users=UserStore(buckets.users),
+                throttle=LoginThrottle(buckets.login_failures),
+                config=ConfigStore(buckets.config),
+            )
+            if await state.config.seed(settings.upstream_url):
+                log.info(
+                    "first start: config seeded with targetCsmsUrl %s (OYE_UPSTREAM_URL)",
+                    settings.upstream_url or "null (standalone)",
+                )
+            await ensure_admin(state.users, settings.admin_password)
+            app.state.oye = state
+            log.info(
+                "inject-api ready on NATS %s", nc.connected_url.netloc if nc.connected_url else "?"
+            )
+            yield
+        finally:
+            await _close(nc)
+
+    app = FastAPI(
+        title="OYE Proxy inject-api",
+        description=DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(nats.errors.Error, _on_nats_error)
+    authenticated = [Depends(require_user)]
+    app.include_router(health.router)
+    for module in (inject, chargers, config, auth):
+        app.include_router(module.router, dependencies=authenticated)
+    _include_if_present(app, "oye_api.routes.logs", authenticated)  # GET /api/logs
+    return app
+
+
+def _include_if_present(app: FastAPI, module_name: str, dependencies: list[Any]) -> None:
+    """Include ``module_name.router`` if that module exists (it is written separately)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # the module is there but imports something missing: a real error
+        log.debug("%s not present; its routes are not served", module_name)
+        return
+    router: APIRouter = module.router
+    app.include_router(router, dependencies=dependencies)

@@ -1,0 +1,122 @@
+"""FastAPI dependencies: what a route needs, taken from the app's running state.
+
+Routes declare ``nc: Annotated[Client, Depends(get_nats)]`` or use the ``Nats``, ``State``
+and ``CurrentUser`` aliases below. Every ``/api/*`` router is included with
+``dependencies=[Depends(require_user)]``; a route that wants the user's name may also
+declare it (FastAPI runs the dependency once per request).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi.security.utils import get_authorization_scheme_param
+from nats.aio.client import Client
+
+from oye_api.kv import Buckets
+from oye_api.proxy_config import ConfigStore
+from oye_api.throttle import LoginThrottle
+from oye_api.users import UserStore
+from oye_shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REALM = "OYE Proxy"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiState:
+    """Everything the lifespan opened; one per app, kept on ``app.state.oye``."""
+
+    settings: Settings
+    nc: Client
+    buckets: Buckets
+    users: UserStore
+    throttle: LoginThrottle
+    config: ConfigStore
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.oye
+    return state
+
+
+State = Annotated[ApiState, Depends(get_state)]
+
+
+def get_nats(request: Request) -> Client:
+    """The app's NATS connection (opened by the lifespan, drained on exit)."""
+    return get_state(request).nc
+
+
+Nats = Annotated[Client, Depends(get_nats)]
+
+
+class _Basic(HTTPBasic):
+    """HTTP Basic that reads the credentials as UTF-8 (what curl sends), not only ASCII."""
+
+    async def __call__(self, request: Request) -> HTTPBasicCredentials | None:  # type: ignore[override]
+        authorization = request.headers.get("Authorization")
+        scheme, param = get_authorization_scheme_param(authorization)
+        if not authorization or scheme.lower() != "basic":
+            return None
+        try:
+            text = base64.b64decode(param, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise _unauthorized("malformed Basic credentials") from None
+        username, separator, password = text.partition(":")
+        if not separator:
+            raise _unauthorized("malformed Basic credentials")
+        return HTTPBasicCredentials(username=username, password=password)
+
+
+_basic = _Basic(
+    scheme_name="HTTPBasic", realm=REALM, auto_error=False, description="The API user, e.g. admin"
+)
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail=detail,
+        headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+    )
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def require_user(
+    request: Request,
+    state: State,
+    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> str:
+    """The authenticated user's name; 401 without valid credentials, 429 when throttled."""
+    if credentials is None:
+        raise _unauthorized("authentication required (HTTP Basic)")
+    address = client_address(request)
+    failures = await state.throttle.failures(address)
+    wait = state.throttle.retry_after(failures)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many failed logins from {address}; try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    if not await state.users.verify(credentials.username, credentials.password):
+        await state.throttle.record_failure(address)
+        log.warning("failed login for user %r from %s", credentials.username, address)
+        raise _unauthorized("wrong user name or password")
+    if failures:
+        await state.throttle.clear(address)
+    return credentials.username
+
+
+CurrentUser = Annotated[str, Depends(require_user)]

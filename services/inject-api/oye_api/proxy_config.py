@@ -1,0 +1,93 @@
+"""The proxy configuration (the original OYE keys), kept in NATS KV under ``proxy``.
+
+Which wins: the KV entry, once it exists. ``OYE_UPSTREAM_URL`` only *seeds* it: the first
+API instance that starts with an empty config bucket writes ``targetCsmsUrl`` from it
+(null if unset) and the defaults for the other keys. After that, changing the variable
+does nothing; change the config with ``POST /api/config`` instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import ConfigDict, ValidationError, field_validator
+
+from oye_api.kv import get_entry
+from oye_shared.state import CONFIG_KEY, ProxyConfig
+
+MAX_WRITE_ATTEMPTS = 20
+
+
+class ConfigConflictError(RuntimeError):
+    """Other writers won every compare-and-set attempt."""
+
+
+_WEBSOCKET_URL = re.compile(r"^wss?://[^/\s]+\S*$")
+
+
+class ConfigUpdate(ProxyConfig):
+    """A partial update: only the keys present in the request body change."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("target_csms_url")
+    @classmethod
+    def _websocket_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not _WEBSOCKET_URL.match(value):
+            raise ValueError("must be a ws:// or wss:// URL, or null for standalone")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the request set, by field name."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ConfigStore:
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    async def _read(self) -> tuple[ProxyConfig, int | None]:
+        entry = await get_entry(self._kv, CONFIG_KEY)
+        if entry is None or entry.value is None:
+            return ProxyConfig(), None
+        try:
+            return ProxyConfig.model_validate_json(entry.value), entry.revision
+        except ValidationError:
+            # Unreadable (written by hand?): show defaults; the next update replaces it.
+            return ProxyConfig(), entry.revision
+
+    async def get(self) -> ProxyConfig:
+        config, _ = await self._read()
+        return config
+
+    async def seed(self, upstream_url: str | None) -> bool:
+        """Write the first config from the environment; False if one exists already."""
+        seeded = ProxyConfig(target_csms_url=upstream_url)
+        try:
+            await self._kv.create(CONFIG_KEY, seeded.model_dump_json(by_alias=True).encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def update(self, changes: Mapping[str, Any]) -> ProxyConfig:
+        """Merge changes into the stored config (compare-and-set, retried on conflict)."""
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            current, revision = await self._read()
+            merged = current.model_copy(update=changes)
+            data = merged.model_dump_json(by_alias=True).encode()
+            try:
+                if revision is None:
+                    await self._kv.create(CONFIG_KEY, data)
+                else:
+                    await self._kv.update(CONFIG_KEY, data, last=revision)
+            except KeyWrongLastSequenceError:
+                continue  # another instance wrote first: merge into its version
+            return merged
+        raise ConfigConflictError("the config kept changing during the update; try again")

@@ -1,0 +1,167 @@
+"""API users, kept in NATS KV with argon2id hashes so every API instance knows them.
+
+A password is hashed and verified in a worker thread (argon2 takes tens of
+milliseconds on purpose), never on the event loop. An unknown user name is checked
+against a dummy hash, so a wrong name costs as long as a wrong password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from oye_api.kv import get_entry
+from oye_shared.headers import now_rfc3339
+
+log = logging.getLogger(__name__)
+
+ADMIN = "admin"
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
+#: argon2 takes 64 MiB per hash: bound how many run at once, whatever the load.
+MAX_CONCURRENT_HASHES = 4
+_MAX_WRITE_ATTEMPTS = 20
+#: User names double as KV keys, so they keep to the characters KV keys allow.
+_USER_NAME = re.compile(r"[A-Za-z0-9_=-][A-Za-z0-9_=.-]{0,63}")
+
+
+class UserRecord(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    name: str
+    password_hash: str
+    created: str
+    password_changed: str
+
+
+def valid_user_name(name: str) -> bool:
+    return _USER_NAME.fullmatch(name) is not None and not name.endswith(".")
+
+
+class UserStore:
+    """Users by name in one KV bucket."""
+
+    def __init__(self, kv: KeyValue, hasher: PasswordHasher | None = None) -> None:
+        self._kv = kv
+        self._hasher = hasher or PasswordHasher(type=Type.ID)
+        self._dummy_hash: str | None = None
+        self._hashing = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
+
+    async def any_user(self) -> bool:
+        watcher = await self._kv.watchall(ignore_deletes=True, meta_only=True)
+        try:
+            async for entry in watcher:
+                return entry is not None
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return False
+
+    async def _hash(self, password: str) -> str:
+        async with self._hashing:
+            return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def create(self, name: str, password: str) -> bool:
+        """Create a user; False if the name is taken (by this or another instance)."""
+        if not valid_user_name(name):
+            raise ValueError(f"invalid user name {name!r}")
+        now = now_rfc3339()
+        record = UserRecord(
+            name=name, password_hash=await self._hash(password), created=now, password_changed=now
+        )
+        try:
+            await self._kv.create(name, record.model_dump_json(by_alias=True).encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def _record(self, name: str) -> tuple[UserRecord, int] | None:
+        if not valid_user_name(name):
+            return None
+        entry = await get_entry(self._kv, name)
+        if entry is None or entry.value is None or entry.revision is None:
+            return None
+        try:
+            return UserRecord.model_validate_json(entry.value), entry.revision
+        except ValidationError:
+            log.error("user %r has an unreadable record in KV; refusing its logins", name)
+            return None
+
+    async def _matches(self, password_hash: str, password: str) -> bool:
+        try:
+            async with self._hashing:
+                return await asyncio.to_thread(self._hasher.verify, password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def verify(self, name: str, password: str) -> bool:
+        """True if the user exists and the password is theirs."""
+        found = await self._record(name)
+        if found is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self._hash(secrets.token_urlsafe(16))
+            await self._matches(self._dummy_hash, password)
+            return False
+        record, revision = found
+        if not await self._matches(record.password_hash, password):
+            return False
+        if self._hasher.check_needs_rehash(record.password_hash):
+            # Parameters got stronger since this hash was made: upgrade it now.
+            record.password_hash = await self._hash(password)
+            await self._write(record, revision)
+        return True
+
+    async def set_password(self, name: str, password: str) -> None:
+        """Replace a user's password (the user must exist)."""
+        password_hash = await self._hash(password)
+        for _ in range(_MAX_WRITE_ATTEMPTS):
+            found = await self._record(name)
+            if found is None:
+                raise LookupError(f"no user {name!r}")
+            record, revision = found
+            record.password_hash = password_hash
+            record.password_changed = now_rfc3339()
+            if await self._write(record, revision):
+                return
+        raise RuntimeError(f"user {name!r} kept changing during the password change")
+
+    async def _write(self, record: UserRecord, revision: int) -> bool:
+        """Compare-and-set; False if someone else changed the record first."""
+        data = record.model_dump_json(by_alias=True).encode()
+        try:
+            await self._kv.update(record.name, data, last=revision)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+
+async def ensure_admin(users: UserStore, admin_password: str | None) -> None:
+    """On first start (no user at all) create ``admin``; a random password is logged once."""
+    if await users.any_user():
+        return
+    password = admin_password or secrets.token_urlsafe(18)
+    if not await users.create(ADMIN, password):
+        return  # another API instance created it at the same moment
+    if admin_password:
+        log.info("created user %r with the password from OYE_ADMIN_PASSWORD", ADMIN)
+        if len(admin_password) < MIN_PASSWORD_LENGTH:
+            log.warning(
+                "OYE_ADMIN_PASSWORD is shorter than %d characters; change it with "
+                "POST /api/change-password",
+                MIN_PASSWORD_LENGTH,
+            )
+    else:
+        log.warning(
+            "created user %r with the random password %s (shown only this once; "
+            "set your own with POST /api/change-password)",
+            ADMIN,
+            password,
+        )
