@@ -36,12 +36,13 @@ async def connect(settings: Settings, *, name: str) -> Client:
 
     delay = 0.2
     while True:
+        nc = Client()
         try:
-            return await nats.connect(
+            await nc.connect(
                 servers=settings.nats_servers,
                 name=f"oye-{name}",
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]  # nats-py accepts seconds as float
                 connect_timeout=2,
                 ping_interval=5,
                 max_outstanding_pings=2,
@@ -49,10 +50,35 @@ async def connect(settings: Settings, *, name: str) -> Client:
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
             )
+            return nc
+        except asyncio.CancelledError:
+            # Cancelled mid-handshake (a quick shutdown): do not leave the socket open.
+            await _close_quietly(nc)
+            raise
         except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
+            await _close_quietly(nc)
             log.warning("NATS at %s not reachable (%s); retrying", settings.nats_servers, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def cancellation_checkpoint() -> None:
+    """Raise CancelledError if this task was cancelled and the error got lost.
+
+    nats-py swallows CancelledError inside publish (``_flush_pending``), so a task that was
+    cancelled while publishing carries on as if nothing happened. Loops that call NATS
+    call this after each round so that cancellation still ends them.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _close_quietly(nc: Client) -> None:
+    try:
+        await nc.close()
+    except Exception as exc:  # closing a half-open client: nothing more to do
+        log.debug("closing a NATS client that never connected: %r", exc)
 
 
 def traffic_stream_config(settings: Settings) -> StreamConfig:

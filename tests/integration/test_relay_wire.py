@@ -228,6 +228,7 @@ async def test_a_second_connection_with_the_same_id_replaces_the_first(
             await second.send('[2,"1","Heartbeat",{}]')
             assert json.loads(await second.recv()) == [3, "1", {}]
             replaced = await events.wait_for(lambda m: m.subject.endswith(".replaced"))
+            await events.wait_for_count(3)
     assert event_body(replaced)["chargePointId"] == "CP7"
     kinds = [m.subject.rsplit(".", 1)[1] for m in events.messages]
     assert kinds[:3] == ["connected", "replaced", "connected"]

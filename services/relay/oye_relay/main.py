@@ -24,7 +24,7 @@ async def run(
     """Run the relay until ``stop`` is set, then shut down in order within a deadline."""
     publisher = Publisher(settings.publish_buffer)
     relay = Relay(settings, publisher)
-    nats_task = asyncio.create_task(_run_bus(settings, publisher), name="nats")
+    nats_task = asyncio.create_task(_run_bus(settings, publisher, relay), name="nats")
     try:
         async with relay.serve():
             log.info(
@@ -39,24 +39,35 @@ async def run(
             await stop.wait()
             log.info("relay shutting down")
             await relay.close_all()
+        await relay.fleet.shutdown()
         # Let the last frames and events reach NATS, if it is there.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_DEADLINE):
                 await publisher.wait_idle()
     finally:
         nats_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await nats_task
+        done, _ = await asyncio.wait({nats_task}, timeout=SHUTDOWN_DEADLINE)
+        if not done:
+            log.error("NATS tasks did not stop in time; leaving them")
+        elif not nats_task.cancelled() and (error := nats_task.exception()) is not None:
+            log.error("NATS tasks failed: %r", error)
 
 
-async def _run_bus(settings: Settings, publisher: Publisher) -> None:
+async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> None:
     nc = await bus.connect(settings, name=f"relay-{settings.relay_id}")
     try:
+        await relay.attach_bus(nc)
         await bus.ensure_traffic_stream(nc, settings)
-        await publisher.run(nc)
+        bus.cancellation_checkpoint()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(publisher.run(nc), name="publisher")
+            group.create_task(relay.fleet.run(nc), name="fleet state")
     finally:
-        with contextlib.suppress(Exception):
+        try:
             await nc.drain()
+        except Exception as exc:
+            log.warning("NATS drain failed (%r); closing", exc)
+            await nc.close()
 
 
 def main() -> None:

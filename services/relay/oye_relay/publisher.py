@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
+from oye_shared.bus import cancellation_checkpoint
+
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 512
@@ -75,6 +77,7 @@ class Publisher:
     async def run(self, nc: Client) -> None:
         """Drain the buffer into ``nc`` until cancelled."""
         while True:
+            cancellation_checkpoint()
             await self._ready.wait()
             if not self._buffer:
                 self._ready.clear()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from nats.aio.client import Client
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -27,8 +28,10 @@ from oye_relay.admission import (
     choose_standalone_subprotocol,
     offered_subprotocols,
 )
+from oye_relay.fleet import FleetState
 from oye_relay.publisher import Publisher
 from oye_relay.session import REPLACED_REASON, ChargerSession
+from oye_relay.tracker import ChargerTracker
 from oye_relay.traffic import TrafficTap
 from oye_relay.upstream import (
     UpstreamOptions,
@@ -37,7 +40,9 @@ from oye_relay.upstream import (
     make_ssl_context,
     open_upstream,
 )
+from oye_shared.headers import now_rfc3339
 from oye_shared.settings import Settings
+from oye_shared.state import OCPP_VERSIONS, ChargerState, ChargerStatus
 from oye_shared.subjects import EventKind, Subjects
 
 log = logging.getLogger(__name__)
@@ -68,6 +73,16 @@ class Relay:
         self._handshakes: dict[ServerConnection, Handshake] = {}
         self._session_changed = asyncio.Condition()
         self.upstream_options = self._upstream_options(settings)
+        self.nc: Client | None = None
+        self.fleet = FleetState(
+            settings.relay_id, settings.subject_prefix, lambda: len(self.sessions)
+        )
+
+    async def attach_bus(self, nc: Client) -> None:
+        """NATS is there: take injections for every charger held now and later."""
+        self.nc = nc
+        for session in list(self.sessions.values()):
+            await session.attach_bus(nc, self.subjects)
 
     @staticmethod
     def _upstream_options(settings: Settings) -> UpstreamOptions | None:
@@ -182,12 +197,29 @@ class Relay:
                 await handshake.upstream.close(1000, "no common subprotocol")
             await charger.close(1002, "no common OCPP subprotocol")
             return
+        session_id = uuid.uuid4().hex
+        remote = _remote_address(charger)
+        tracker = ChargerTracker(
+            ChargerState(
+                charge_point_id=cp,
+                status=ChargerStatus.ONLINE,
+                relay=self.settings.relay_id,
+                session_id=session_id,
+                subprotocol=charger.subprotocol,
+                ocpp_version=OCPP_VERSIONS.get(charger.subprotocol or ""),
+                remote_address=remote,
+                connected_since=now_rfc3339(),
+                upstream="none"
+                if self.upstream_options is None
+                else ("up" if handshake.upstream is not None else "down"),
+            )
+        )
         tap = TrafficTap(
             publisher=self.publisher,
             subjects=self.subjects,
             charge_point_id=cp,
             relay_id=self.settings.relay_id,
-            session_id=uuid.uuid4().hex,
+            session_id=session_id,
             subprotocol=charger.subprotocol or "",
         )
         session = ChargerSession(
@@ -200,9 +232,14 @@ class Relay:
             authorization=handshake.authorization,
             user_agent=handshake.user_agent,
             backoff_max=self.settings.upstream_backoff_max,
+            call_timeout=self.settings.inject_timeout,
+            tracker=tracker,
+            on_state_change=self.fleet.changed,
         )
         await self._register(session)
-        remote = _remote_address(charger)
+        self.fleet.changed(tracker.state)
+        if self.nc is not None:
+            await session.attach_bus(self.nc, self.subjects)
         tap.event(
             EventKind.CONNECTED,
             remoteAddress=remote,
@@ -214,6 +251,7 @@ class Relay:
             await session.run()
         finally:
             await self._unregister(session)
+            self.fleet.gone(tracker.state)
             tap.event(
                 EventKind.DISCONNECTED,
                 code=charger.close_code,

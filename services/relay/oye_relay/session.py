@@ -11,14 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from oye_relay.calls import PendingCalls
+from oye_relay.injection import Injector
+from oye_relay.lane import CallLane, LaneCall, Origin, Reply
+from oye_relay.offline import offline_answer
+from oye_relay.reports import FollowUps
+from oye_relay.tracker import ChargerTracker
 from oye_relay.traffic import TrafficTap, inspect, track
 from oye_relay.upstream import (
     DELIBERATE_CLOSE_CODES,
@@ -28,11 +38,27 @@ from oye_relay.upstream import (
     UpstreamUnreachable,
     open_upstream,
 )
-from oye_shared.subjects import Direction, EventKind
+from oye_shared.frames import Frame, parse_frame
+from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest, Problem
+from oye_shared.state import OCPP_VERSIONS, ChargerState
+from oye_shared.subjects import Direction, EventKind, Subjects
 
 log = logging.getLogger(__name__)
 
 REPLACED_REASON = "replaced by a new connection"
+NOT_CONNECTED = "the charger disconnected before it answered"
+DEFAULT_HEARTBEAT_INTERVAL = 300
+
+
+def _text(message: str | bytes) -> str:
+    return message if isinstance(message, str) else message.decode(errors="replace")
+
+
+async def _respond(msg: Msg, reply: InjectReply) -> None:
+    try:
+        await msg.respond(reply.model_dump_json(by_alias=True, exclude_none=True).encode())
+    except Exception as exc:  # NATS trouble must not take the session down
+        log.warning("could not answer an injection request: %s", exc)
 
 
 def mirror_close_code(code: int | None) -> int:
@@ -61,6 +87,9 @@ class ChargerSession:
         authorization: str | None,
         user_agent: str | None,
         backoff_max: float,
+        call_timeout: float,
+        tracker: ChargerTracker,
+        on_state_change: Callable[[ChargerState], None],
     ) -> None:
         self.charger = charger
         self.charge_point_id = charge_point_id
@@ -77,6 +106,22 @@ class ChargerSession:
         self._upstream_ready = asyncio.Event()
         if upstream is not None:
             self._upstream_ready.set()
+        # CALLs towards the charger, the CSMS's and the owner's, one at a time.
+        self.call_timeout = call_timeout
+        self.lane = CallLane()
+        self._lane_wakeup = asyncio.Event()
+        self.follow_ups = FollowUps()
+        self.injector = Injector(
+            lane=self.lane,
+            follow_ups=self.follow_ups,
+            send_call=self._send_call,
+            default_timeout=call_timeout,
+        )
+        self._inject_subscription: Subscription | None = None
+        self._injections: set[asyncio.Task[None]] = set()
+        self.ended = False
+        self.tracker = tracker
+        self._state_changed = on_state_change
 
     @property
     def subprotocol(self) -> str | None:
@@ -87,12 +132,18 @@ class ChargerSession:
         upstream_task = asyncio.create_task(
             self._keep_upstream(), name=f"upstream {self.charge_point_id!r}"
         )
+        lane_task = asyncio.create_task(self._run_lane(), name=f"lane {self.charge_point_id!r}")
         try:
             await self._pump_charger()
         finally:
-            upstream_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await upstream_task
+            self.ended = True
+            for task in (upstream_task, lane_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for call in self.lane.drain():
+                call.settle(None)
+            await self._detach_bus()
             if self.upstream is not None:
                 code = mirror_close_code(self.charger.close_code)
                 await self.upstream.close(code, self.charger.close_reason or "")
@@ -108,9 +159,66 @@ class ChargerSession:
         with contextlib.suppress(ConnectionClosed):
             async for message in self.charger:
                 parsed = inspect(message)
+                if isinstance(parsed, Frame):
+                    if self.tracker.from_charger(parsed):
+                        self._state_changed(self.tracker.state)
+                    if await self._handled_here(parsed, message):
+                        continue
                 action = track(parsed, self.charger_calls, self.csms_calls)
                 self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
                 await self._send_upstream(message)
+
+    async def _handled_here(self, frame: Frame, message: str | bytes) -> bool:
+        """Route what the CSMS must not see; True when the frame stops here."""
+        if frame.is_reply:
+            call = self.lane.matches(frame.message_id)
+            if self.injector.is_injected(frame.message_id):
+                action = self.injector.recent.get(frame.message_id)
+                self.tap.frame(Direction.INJECTION_RESPONSE, message, frame, action=action)
+                if call is None:
+                    log.info(
+                        "%r: late answer to injected %s %s swallowed",
+                        self.charge_point_id,
+                        action,
+                        frame.message_id,
+                    )
+                else:
+                    call.settle(Reply(frame, _text(message)))
+                return True
+            if call is not None:
+                call.settle(Reply(frame, _text(message)))  # the CSMS's call, answered
+            return False
+        if frame.is_call and frame.action is not None:
+            now = asyncio.get_running_loop().time()
+            collector = self.follow_ups.claim(frame.action, frame.payload, now)
+            if collector is not None:
+                collector.add(frame.payload)
+                if collector.complete.is_set():
+                    self.follow_ups.forget(collector)
+                self.tap.frame(Direction.INJECTION_RESPONSE, message, frame)
+                await self._answer_here(frame)
+                return True
+        return False
+
+    async def _answer_here(self, frame: Frame) -> None:
+        """Answer a charger CALL in the CSMS's place, as its offline answer."""
+        assert frame.action is not None
+        version = OCPP_VERSIONS.get(self.subprotocol or "", "2.0.1")
+        answer = offline_answer(
+            version,
+            frame.action,
+            frame.payload,
+            now=datetime.now(UTC),
+            heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
+        )
+        text = answer.frame(frame.message_id)
+        if text is None:
+            return
+        answer_frame = parse_frame(text)
+        self.tap.frame(Direction.PROXY_RESPONSE, text, answer_frame, action=frame.action)
+        if self.tracker.to_charger(answer_frame):
+            self._state_changed(self.tracker.state)
+        await self.charger.send(text)
 
     async def _send_upstream(self, message: str | bytes) -> None:
         upstream = self.upstream
@@ -148,6 +256,11 @@ class ChargerSession:
                 return
             log.warning("%r: CSMS connection lost (%s); reconnecting", self.charge_point_id, code)
             self.tap.event(EventKind.UPSTREAM_DOWN, code=code, reason=upstream.close_reason)
+            self._set_upstream_state("down")
+
+    def _set_upstream_state(self, state: str) -> None:
+        self.tracker.state.upstream = state
+        self._state_changed(self.tracker.state)
 
     async def _reconnect(self, backoff: Backoff) -> bool:
         """Open the upstream again; False when the charger must go instead."""
@@ -182,6 +295,7 @@ class ChargerSession:
                     return False
                 self.upstream = upstream
                 self._upstream_ready.set()
+                self._set_upstream_state("up")
                 backoff.reset()
                 self.tap.event(EventKind.UPSTREAM_UP)
                 log.info("%r: CSMS connected", self.charge_point_id)
@@ -194,4 +308,102 @@ class ChargerSession:
                 parsed = inspect(message)
                 action = track(parsed, self.csms_calls, self.charger_calls)
                 self.tap.frame(Direction.DOWNSTREAM, message, parsed, action=action)
+                if isinstance(parsed, Frame) and self.tracker.to_charger(parsed):
+                    self._state_changed(self.tracker.state)
+                if isinstance(parsed, Frame) and parsed.is_call and parsed.action is not None:
+                    call = LaneCall(
+                        message_id=parsed.message_id,
+                        action=parsed.action,
+                        text=message,
+                        origin=Origin.CSMS,
+                        deadline=asyncio.get_running_loop().time() + self.call_timeout,
+                    )
+                    if self.lane.submit(call):
+                        await self._send_call(call)
+                    continue
                 await self.charger.send(message)
+
+    # The lane towards the charger.
+
+    async def _send_call(self, call: LaneCall) -> None:
+        if call.origin is Origin.INJECTED:
+            self.tap.frame(
+                Direction.INJECTION_REQUEST, call.text, parse_frame(call.text), action=call.action
+            )
+        self._lane_wakeup.set()
+        try:
+            await self.charger.send(call.text)
+        except ConnectionClosed:
+            call.settle(None)
+
+    async def _run_lane(self) -> None:
+        """Free the lane when its call is answered or times out, then send the next."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._lane_wakeup.wait()
+            self._lane_wakeup.clear()
+            while (call := self.lane.in_flight) is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(call.deadline):
+                        await asyncio.shield(call.answer)
+                if not call.answer.done():
+                    log.warning(
+                        "%r: no answer to %s %s %s in time; the lane moves on",
+                        self.charge_point_id,
+                        call.origin,
+                        call.action,
+                        call.message_id,
+                    )
+                    call.settle(None)
+                following = self.lane.advance()
+                if following is not None and loop.time() < following.deadline:
+                    await self._send_call(following)
+
+    # Injection over NATS.
+
+    async def attach_bus(self, nc: Client, subjects: Subjects) -> None:
+        """Take injection requests for this charger (only its relay subscribes)."""
+        if self.ended or self._inject_subscription is not None:
+            return
+        self._inject_subscription = await nc.subscribe(
+            subjects.inject(self.charge_point_id), cb=self._on_inject_request
+        )
+
+    async def _detach_bus(self) -> None:
+        subscription, self._inject_subscription = self._inject_subscription, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        if self._injections:
+            await asyncio.wait(self._injections, timeout=2)
+
+    async def _on_inject_request(self, msg: Msg) -> None:
+        try:
+            request = InjectRequest.model_validate_json(msg.data)
+        except ValidationError as exc:
+            problems = [
+                Problem(path="$." + ".".join(str(p) for p in e["loc"]), message=e["msg"])
+                for e in exc.errors()
+            ]
+            await _respond(msg, InjectReply(outcome=InjectOutcome.INVALID, problems=problems))
+            return
+        task = asyncio.create_task(self._serve_injection(msg, request))
+        self._injections.add(task)
+        task.add_done_callback(self._injections.discard)
+
+    async def _serve_injection(self, msg: Msg, request: InjectRequest) -> None:
+        reply = await self.inject(request)
+        await _respond(msg, reply)
+
+    async def inject(self, request: InjectRequest) -> InjectReply:
+        """Send the owner's CALL to the charger and return its answer."""
+        if self.ended:
+            return InjectReply(outcome=InjectOutcome.NOT_CONNECTED, detail=NOT_CONNECTED)
+        reply = await self.injector.inject(request, self.subprotocol)
+        if reply.outcome is InjectOutcome.TIMEOUT and self.ended:
+            return InjectReply(
+                outcome=InjectOutcome.NOT_CONNECTED,
+                message_id=reply.message_id,
+                detail=NOT_CONNECTED,
+            )
+        return reply
