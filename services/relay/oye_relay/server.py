@@ -33,6 +33,7 @@ from oye_relay.publisher import Publisher
 from oye_relay.session import REPLACED_REASON, ChargerSession
 from oye_relay.tracker import ChargerTracker
 from oye_relay.traffic import TrafficTap
+from oye_relay.transaction_ids import TransactionIds
 from oye_relay.upstream import (
     UpstreamOptions,
     UpstreamRefused,
@@ -74,6 +75,7 @@ class Relay:
         self._session_changed = asyncio.Condition()
         self.upstream_options = self._upstream_options(settings)
         self.nc: Client | None = None
+        self.transaction_ids = TransactionIds()
         self.fleet = FleetState(
             settings.relay_id, settings.subject_prefix, lambda: len(self.sessions)
         )
@@ -235,6 +237,7 @@ class Relay:
             call_timeout=self.settings.inject_timeout,
             tracker=tracker,
             on_state_change=self.fleet.changed,
+            transaction_ids=self.transaction_ids,
         )
         await self._register(session)
         self.fleet.changed(tracker.state)

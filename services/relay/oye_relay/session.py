@@ -30,6 +30,7 @@ from oye_relay.offline import offline_answer
 from oye_relay.reports import FollowUps
 from oye_relay.tracker import ChargerTracker
 from oye_relay.traffic import TrafficTap, inspect, track
+from oye_relay.transaction_ids import TransactionIds
 from oye_relay.upstream import (
     DELIBERATE_CLOSE_CODES,
     Backoff,
@@ -38,7 +39,7 @@ from oye_relay.upstream import (
     UpstreamUnreachable,
     open_upstream,
 )
-from oye_shared.frames import Frame, parse_frame
+from oye_shared.frames import Frame, FrameError, parse_frame
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest, Problem
 from oye_shared.state import OCPP_VERSIONS, ChargerState
 from oye_shared.subjects import Direction, EventKind, Subjects
@@ -90,6 +91,7 @@ class ChargerSession:
         call_timeout: float,
         tracker: ChargerTracker,
         on_state_change: Callable[[ChargerState], None],
+        transaction_ids: TransactionIds,
     ) -> None:
         self.charger = charger
         self.charge_point_id = charge_point_id
@@ -121,6 +123,7 @@ class ChargerSession:
         self._injections: set[asyncio.Task[None]] = set()
         self.ended = False
         self.tracker = tracker
+        self.transaction_ids = transaction_ids
         self._state_changed = on_state_change
 
     @property
@@ -166,7 +169,7 @@ class ChargerSession:
                         continue
                 action = track(parsed, self.charger_calls, self.csms_calls)
                 self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
-                await self._send_upstream(message)
+                await self._send_upstream(message, parsed)
 
     async def _handled_here(self, frame: Frame, message: str | bytes) -> bool:
         """Route what the CSMS must not see; True when the frame stops here."""
@@ -210,6 +213,9 @@ class ChargerSession:
             frame.payload,
             now=datetime.now(UTC),
             heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
+            transaction_id=self.transaction_ids.next()
+            if frame.action == "StartTransaction"
+            else None,
         )
         text = answer.frame(frame.message_id)
         if text is None:
@@ -220,19 +226,17 @@ class ChargerSession:
             self._state_changed(self.tracker.state)
         await self.charger.send(text)
 
-    async def _send_upstream(self, message: str | bytes) -> None:
+    async def _send_upstream(self, message: str | bytes, parsed: Frame | FrameError) -> None:
         upstream = self.upstream
-        if upstream is None:
-            if self.upstream_options is not None:
-                log.warning(
-                    "%r: CSMS not connected; frame published but not forwarded",
-                    self.charge_point_id,
-                )
-            return
-        try:
-            await upstream.send(message)
-        except ConnectionClosed:
-            log.warning("%r: CSMS dropped while forwarding a frame", self.charge_point_id)
+        if upstream is not None:
+            try:
+                await upstream.send(message)
+                return
+            except ConnectionClosed:
+                log.warning("%r: CSMS dropped while forwarding a frame", self.charge_point_id)
+        # No CSMS (standalone, or unreachable now): answer its CALLs in its place.
+        if isinstance(parsed, Frame) and parsed.is_call:
+            await self._answer_here(parsed)
 
     async def _keep_upstream(self) -> None:
         """Pump CSMS -> charger; reconnect a dropped CSMS while the charger stays."""
