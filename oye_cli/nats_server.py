@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,15 @@ from types import TracebackType
 MIN_VERSION = (2, 10)
 _LISTENING = re.compile(rb"Listening for client connections on [^\s]+:(\d+)")
 _READY = b"Server is ready"
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if we die without stopping it (no orphan servers)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class NatsServerError(RuntimeError):
@@ -106,6 +116,7 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.port = self._wait_until_ready(timeout)
         return self

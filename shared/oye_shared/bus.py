@@ -29,12 +29,16 @@ async def connect(settings: Settings, *, name: str) -> Client:
         log.warning("NATS error: %s", exc)
 
     async def on_disconnected() -> None:
-        log.warning("NATS disconnected; reconnecting")
+        if nc.is_closed or nc.is_draining:
+            log.debug("NATS connection closed")
+        else:
+            log.warning("NATS disconnected; reconnecting")
 
     async def on_reconnected() -> None:
         log.info("NATS reconnected")
 
     delay = 0.2
+    nc = Client()
     while True:
         nc = Client()
         try:

@@ -35,7 +35,6 @@ class Settings(BaseSettings):
     bind_host: str = "0.0.0.0"
     ocpp_port: Port = 9000
     http_port: Port = 8080
-    metrics_port: Port = 9100
 
     # The CSMS; unset means standalone.
     upstream_url: str | None = None
