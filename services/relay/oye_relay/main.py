@@ -10,6 +10,7 @@ import signal
 from oye_relay.publisher import Publisher
 from oye_relay.server import Relay
 from oye_shared import bus
+from oye_shared.kv import open_state_buckets
 from oye_shared.logs import configure_logging
 from oye_shared.settings import Settings, SettingsError, load_settings
 
@@ -59,7 +60,9 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
         await relay.attach_bus(nc)
         await bus.ensure_traffic_stream(nc, settings)
         bus.cancellation_checkpoint()
+        config_kv, _, _ = await open_state_buckets(nc, settings.subject_prefix)
         async with asyncio.TaskGroup() as group:
+            group.create_task(relay.live_config.follow(config_kv), name="live config")
             group.create_task(publisher.run(nc), name="publisher")
             group.create_task(relay.fleet.run(nc), name="fleet state")
     finally:

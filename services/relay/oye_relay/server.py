@@ -29,6 +29,7 @@ from oye_relay.admission import (
     offered_subprotocols,
 )
 from oye_relay.fleet import FleetState
+from oye_relay.live_config import LiveConfig
 from oye_relay.publisher import Publisher
 from oye_relay.session import REPLACED_REASON, ChargerSession
 from oye_relay.tracker import ChargerTracker
@@ -38,7 +39,6 @@ from oye_relay.upstream import (
     UpstreamOptions,
     UpstreamRefused,
     UpstreamUnreachable,
-    make_ssl_context,
     open_upstream,
 )
 from oye_shared.headers import now_rfc3339
@@ -60,6 +60,7 @@ class Handshake:
     offered: list[str]
     authorization: str | None
     user_agent: str | None
+    upstream_options: UpstreamOptions | None = None
     upstream: ClientConnection | None = None
 
 
@@ -73,7 +74,7 @@ class Relay:
         self.sessions: dict[str, ChargerSession] = {}
         self._handshakes: dict[ServerConnection, Handshake] = {}
         self._session_changed = asyncio.Condition()
-        self.upstream_options = self._upstream_options(settings)
+        self.live_config = LiveConfig(settings)
         self.nc: Client | None = None
         self.transaction_ids = TransactionIds()
         self.fleet = FleetState(
@@ -86,22 +87,10 @@ class Relay:
         for session in list(self.sessions.values()):
             await session.attach_bus(nc, self.subjects)
 
-    @staticmethod
-    def _upstream_options(settings: Settings) -> UpstreamOptions | None:
-        if settings.upstream_url is None:
-            return None
-        return UpstreamOptions(
-            base_url=settings.upstream_url,
-            ssl_context=make_ssl_context(
-                settings.upstream_url,
-                verify=settings.upstream_tls_verify,
-                ca_file=settings.upstream_ca_file,
-            ),
-            open_timeout=settings.upstream_connect_timeout,
-            ping_interval=settings.ping_interval,
-            ping_timeout=settings.ping_timeout,
-            max_size=settings.max_frame_bytes,
-        )
+    @property
+    def upstream_options(self) -> UpstreamOptions | None:
+        """How to reach the CSMS for a new connection (follows the live configuration)."""
+        return self.live_config.upstream_options()
 
     def serve(self) -> Any:
         """The websockets server (an async context manager)."""
@@ -134,10 +123,11 @@ class Relay:
             authorization=request.headers.get("Authorization"),
             user_agent=request.headers.get("User-Agent"),
         )
-        if self.upstream_options is not None:
+        handshake.upstream_options = self.upstream_options
+        if handshake.upstream_options is not None:
             try:
                 handshake.upstream = await open_upstream(
-                    self.upstream_options,
+                    handshake.upstream_options,
                     found,
                     subprotocols=handshake.offered,
                     authorization=handshake.authorization,
@@ -212,7 +202,7 @@ class Relay:
                 remote_address=remote,
                 connected_since=now_rfc3339(),
                 upstream="none"
-                if self.upstream_options is None
+                if handshake.upstream_options is None
                 else ("up" if handshake.upstream is not None else "down"),
             )
         )
@@ -229,7 +219,8 @@ class Relay:
             charge_point_id=cp,
             tap=tap,
             upstream=handshake.upstream,
-            upstream_options=self.upstream_options,
+            upstream_options=handshake.upstream_options,
+            current_upstream_options=lambda: self.upstream_options,
             offered_subprotocols=handshake.offered,
             authorization=handshake.authorization,
             user_agent=handshake.user_agent,

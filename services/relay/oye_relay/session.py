@@ -84,6 +84,7 @@ class ChargerSession:
         tap: TrafficTap,
         upstream: ClientConnection | None,
         upstream_options: UpstreamOptions | None,
+        current_upstream_options: Callable[[], UpstreamOptions | None],
         offered_subprotocols: Sequence[str],
         authorization: str | None,
         user_agent: str | None,
@@ -98,6 +99,7 @@ class ChargerSession:
         self.tap = tap
         self.upstream = upstream
         self.upstream_options = upstream_options
+        self.current_upstream_options = current_upstream_options
         self.offered_subprotocols = list(offered_subprotocols)
         self.authorization = authorization
         self.user_agent = user_agent
@@ -268,13 +270,16 @@ class ChargerSession:
 
     async def _reconnect(self, backoff: Backoff) -> bool:
         """Open the upstream again; False when the charger must go instead."""
-        assert self.upstream_options is not None
         # Once the charger has a subprotocol, only that one will do.
         offer = [self.subprotocol] if self.subprotocol else self.offered_subprotocols
         while True:
+            options = self.current_upstream_options()
+            if options is None:
+                log.info("%r: forwarding is off now; answering here", self.charge_point_id)
+                return False
             try:
                 upstream = await open_upstream(
-                    self.upstream_options,
+                    options,
                     self.charge_point_id,
                     subprotocols=offer,
                     authorization=self.authorization,
