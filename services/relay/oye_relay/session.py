@@ -15,15 +15,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from oye_relay.calls import PendingCalls
+from oye_relay.inject_endpoint import InjectEndpoint
 from oye_relay.injection import Injector
 from oye_relay.lane import CallLane, LaneCall, Origin, Reply
 from oye_relay.offline import offline_answer
@@ -40,7 +38,7 @@ from oye_relay.upstream import (
     open_upstream,
 )
 from oye_shared.frames import Frame, FrameError, parse_frame
-from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest, Problem
+from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest
 from oye_shared.state import OCPP_VERSIONS, ChargerState
 from oye_shared.subjects import Direction, EventKind, Subjects
 
@@ -53,13 +51,6 @@ DEFAULT_HEARTBEAT_INTERVAL = 300
 
 def _text(message: str | bytes) -> str:
     return message if isinstance(message, str) else message.decode(errors="replace")
-
-
-async def _respond(msg: Msg, reply: InjectReply) -> None:
-    try:
-        await msg.respond(reply.model_dump_json(by_alias=True, exclude_none=True).encode())
-    except Exception as exc:  # NATS trouble must not take the session down
-        log.warning("could not answer an injection request: %s", exc)
 
 
 def mirror_close_code(code: int | None) -> int:
@@ -121,8 +112,7 @@ class ChargerSession:
             send_call=self._send_call,
             default_timeout=call_timeout,
         )
-        self._inject_subscription: Subscription | None = None
-        self._injections: set[asyncio.Task[None]] = set()
+        self.inject_endpoint = InjectEndpoint(self.inject)
         self.ended = False
         self.tracker = tracker
         self.transaction_ids = transaction_ids
@@ -148,7 +138,7 @@ class ChargerSession:
                     await task
             for call in self.lane.drain():
                 call.settle(None)
-            await self._detach_bus()
+            await self.inject_endpoint.detach()
             if self.upstream is not None:
                 code = mirror_close_code(self.charger.close_code)
                 await self.upstream.close(code, self.charger.close_reason or "")
@@ -372,37 +362,8 @@ class ChargerSession:
 
     async def attach_bus(self, nc: Client, subjects: Subjects) -> None:
         """Take injection requests for this charger (only its relay subscribes)."""
-        if self.ended or self._inject_subscription is not None:
-            return
-        self._inject_subscription = await nc.subscribe(
-            subjects.inject(self.charge_point_id), cb=self._on_inject_request
-        )
-
-    async def _detach_bus(self) -> None:
-        subscription, self._inject_subscription = self._inject_subscription, None
-        if subscription is not None:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
-        if self._injections:
-            await asyncio.wait(self._injections, timeout=2)
-
-    async def _on_inject_request(self, msg: Msg) -> None:
-        try:
-            request = InjectRequest.model_validate_json(msg.data)
-        except ValidationError as exc:
-            problems = [
-                Problem(path="$." + ".".join(str(p) for p in e["loc"]), message=e["msg"])
-                for e in exc.errors()
-            ]
-            await _respond(msg, InjectReply(outcome=InjectOutcome.INVALID, problems=problems))
-            return
-        task = asyncio.create_task(self._serve_injection(msg, request))
-        self._injections.add(task)
-        task.add_done_callback(self._injections.discard)
-
-    async def _serve_injection(self, msg: Msg, request: InjectRequest) -> None:
-        reply = await self.inject(request)
-        await _respond(msg, reply)
+        if not self.ended:
+            await self.inject_endpoint.attach(nc, subjects.inject(self.charge_point_id))
 
     async def inject(self, request: InjectRequest) -> InjectReply:
         """Send the owner's CALL to the charger and return its answer."""
