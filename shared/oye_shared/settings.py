@@ -10,7 +10,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     upstream_ca_file: Path | None = None
     upstream_connect_timeout: Annotated[float, Field(gt=0)] = 5.0
     upstream_backoff_max: Annotated[float, Field(gt=0)] = 30.0
+    #: While the CSMS is unreachable: "answer" in its place, or "close" the charger's
+    #: socket so the charger runs its own offline logic (an OCPP 2.0.1 local controller).
+    offline_mode: Literal["answer", "close"] = "answer"
 
     # NATS.
     nats_url: str | None = Field(

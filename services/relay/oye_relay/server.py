@@ -137,6 +137,9 @@ class Relay:
                 log.info("%r: CSMS refused the handshake (HTTP %d)", found, refusal.status)
                 return self._pass_back(connection, refusal)
             except UpstreamUnreachable as exc:
+                if self.settings.offline_mode == "close":
+                    log.warning("%r: CSMS unreachable (%s); refusing the charger", found, exc)
+                    return connection.respond(503, "CSMS unreachable; try again later\n")
                 log.warning("%r: CSMS unreachable at connect (%s); accepting", found, exc)
         self._handshakes[connection] = handshake
         return None
@@ -225,6 +228,7 @@ class Relay:
             authorization=handshake.authorization,
             user_agent=handshake.user_agent,
             backoff_max=self.settings.upstream_backoff_max,
+            close_when_offline=self.settings.offline_mode == "close",
             call_timeout=self.settings.inject_timeout,
             tracker=tracker,
             on_state_change=self.fleet.changed,

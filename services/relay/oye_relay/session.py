@@ -80,6 +80,7 @@ class ChargerSession:
         authorization: str | None,
         user_agent: str | None,
         backoff_max: float,
+        close_when_offline: bool,
         call_timeout: float,
         tracker: ChargerTracker,
         on_state_change: Callable[[ChargerState], None],
@@ -95,6 +96,7 @@ class ChargerSession:
         self.authorization = authorization
         self.user_agent = user_agent
         self.backoff_max = backoff_max
+        self.close_when_offline = close_when_offline
         # CALLs the charger made (the CSMS answers) and CALLs the CSMS made (the charger answers).
         self.charger_calls = PendingCalls()
         self.csms_calls = PendingCalls()
@@ -250,9 +252,15 @@ class ChargerSession:
                 log.info("%r: CSMS closed the connection (%s)", self.charge_point_id, code)
                 await self.charger.close(mirror_close_code(code), upstream.close_reason or "")
                 return
-            log.warning("%r: CSMS connection lost (%s); reconnecting", self.charge_point_id, code)
             self.tap.event(EventKind.UPSTREAM_DOWN, code=code, reason=upstream.close_reason)
             self._set_upstream_state("down")
+            if self.close_when_offline:
+                log.warning(
+                    "%r: CSMS connection lost (%s); closing the charger", self.charge_point_id, code
+                )
+                await self.charger.close(1001, "CSMS connection lost")
+                return
+            log.warning("%r: CSMS connection lost (%s); reconnecting", self.charge_point_id, code)
 
     def _set_upstream_state(self, state: str) -> None:
         self.tracker.state.upstream = state
