@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     #: While the CSMS is unreachable: "answer" in its place, or "close" the charger's
     #: socket so the charger runs its own offline logic (an OCPP 2.0.1 local controller).
     offline_mode: Literal["answer", "close"] = "answer"
+    #: Comma-separated id tags / tokens accepted while the CSMS is unreachable.
+    offline_id_tags: str = ""
 
     # NATS.
     nats_url: str | None = Field(
@@ -109,6 +111,10 @@ class Settings(BaseSettings):
         if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value.upper()
+
+    @property
+    def offline_id_tag_set(self) -> frozenset[str]:
+        return frozenset(tag.strip() for tag in self.offline_id_tags.split(",") if tag.strip())
 
     @property
     def stream_name(self) -> str:

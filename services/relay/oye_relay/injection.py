@@ -10,6 +10,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from oye_relay.authorization import remote_start_tag
 from oye_relay.lane import CallLane, LaneCall, Origin, Reply
 from oye_relay.reports import FollowUps
 from oye_shared.frames import MessageType, call_frame
@@ -76,11 +77,13 @@ class Injector:
         follow_ups: FollowUps,
         send_call: Callable[[LaneCall], Awaitable[None]],
         default_timeout: float,
+        on_remote_start: Callable[[str], None],
     ) -> None:
         self.lane = lane
         self.follow_ups = follow_ups
         self.send_call = send_call
         self.default_timeout = default_timeout
+        self.on_remote_start = on_remote_start
         #: Injected ids and their actions, kept after the answer or timeout so that a late
         #: reply is still recognised (and swallowed).
         self.recent: OrderedDict[str, str] = OrderedDict()
@@ -104,6 +107,8 @@ class Injector:
             deadline=deadline,
         )
         self._remember(message_id, request.action)
+        if tag := remote_start_tag(request.action, request.payload):
+            self.on_remote_start(tag)  # the owner vouches for this tag, offline too
         collector = None
         report_action = follow_up_report(version, request.action) if version else None
         request_id = request.payload.get("requestId")

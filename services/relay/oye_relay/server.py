@@ -28,6 +28,7 @@ from oye_relay.admission import (
     choose_standalone_subprotocol,
     offered_subprotocols,
 )
+from oye_relay.authorization import OfflineAuthorization
 from oye_relay.fleet import FleetState
 from oye_relay.live_config import LiveConfig
 from oye_relay.publisher import Publisher
@@ -233,6 +234,10 @@ class Relay:
             tracker=tracker,
             on_state_change=self.fleet.changed,
             transaction_ids=self.transaction_ids,
+            offline_authorization=OfflineAuthorization(
+                allowed=self.settings.offline_id_tag_set,
+                auto_charge=lambda: self.live_config.config.auto_charge_enabled,
+            ),
         )
         await self._register(session)
         self.fleet.changed(tracker.state)

@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from oye_relay.authorization import OfflineAuthorization
 from oye_relay.calls import PendingCalls
 from oye_relay.inject_endpoint import InjectEndpoint
 from oye_relay.injection import Injector
@@ -85,6 +86,7 @@ class ChargerSession:
         tracker: ChargerTracker,
         on_state_change: Callable[[ChargerState], None],
         transaction_ids: TransactionIds,
+        offline_authorization: OfflineAuthorization,
     ) -> None:
         self.charger = charger
         self.charge_point_id = charge_point_id
@@ -93,7 +95,7 @@ class ChargerSession:
         self.upstream_options = upstream_options
         self.current_upstream_options = current_upstream_options
         self.offered_subprotocols = list(offered_subprotocols)
-        self.authorization = authorization
+        self.offline_authorization = offline_authorization
         self.user_agent = user_agent
         self.backoff_max = backoff_max
         self.close_when_offline = close_when_offline
@@ -113,11 +115,13 @@ class ChargerSession:
             follow_ups=self.follow_ups,
             send_call=self._send_call,
             default_timeout=call_timeout,
+            on_remote_start=offline_authorization.remote_started,
         )
         self.inject_endpoint = InjectEndpoint(self.inject)
         self.ended = False
         self.tracker = tracker
         self.transaction_ids = transaction_ids
+        self.authorization = authorization
         self._state_changed = on_state_change
 
     @property
@@ -210,6 +214,7 @@ class ChargerSession:
             transaction_id=self.transaction_ids.next()
             if frame.action == "StartTransaction"
             else None,
+            authorize=self.offline_authorization,
         )
         text = answer.frame(frame.message_id)
         if text is None:
