@@ -87,3 +87,25 @@ async def test_offline_tags_are_refused_unless_allowed_remote_started_or_auto_ch
             return bool(reply.id_tag_info["status"] == "Accepted")
 
         await eventually(stranger_accepted)
+
+
+async def test_offline_transaction_ids_are_unique_across_a_relay_restart(
+    settings: Settings,
+) -> None:
+    """The ids come from blocks reserved on NATS: a restarted relay never reuses one."""
+    issued = []
+    for _ in range(2):
+        async with (
+            stack_running(settings) as stack,
+            SimulatedCharger(stack.relay.url("SA-R"), "SA-R", version="1.6") as charger,
+        ):
+            await charger.boot()
+
+            async def reserved_on_nats() -> int | None:
+                started = await charger.start_transaction(connector=1, id_tag="X", meter_start=0)
+                transaction_id: int = started.transaction_id
+                # The first id may come before the first block arrived (clock-seeded).
+                return transaction_id if transaction_id < FIRST + 10_000 else None
+
+            issued.append(await eventually(reserved_on_nats))
+    assert issued[1] > issued[0] >= FIRST

@@ -63,6 +63,9 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
         config_kv, _, _ = await open_state_buckets(nc, settings.subject_prefix)
         async with asyncio.TaskGroup() as group:
             group.create_task(relay.live_config.follow(config_kv), name="live config")
+            group.create_task(
+                relay.transaction_ids.keep_reserved(config_kv), name="transaction ids"
+            )
             group.create_task(publisher.run(nc), name="publisher")
             group.create_task(relay.fleet.run(nc), name="fleet state")
     finally:
