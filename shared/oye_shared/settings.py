@@ -87,6 +87,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a ws:// or wss:// URL")
         return value
 
+    @field_validator("upstream_ca_file")
+    @classmethod
+    def _ca_file_readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
     @field_validator("nats_url")
     @classmethod
     def _nats_url_scheme(cls, value: str | None) -> str | None:

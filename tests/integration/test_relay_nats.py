@@ -31,6 +31,15 @@ async def stream_messages(url: str, stream: str, count: int) -> list[Msg]:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
+
+        async def stream_exists() -> bool:
+            try:
+                await js.stream_info(stream)
+            except NotFoundError:
+                return False
+            return True
+
+        await eventually(stream_exists)  # the relay creates it in the background
         sub = await js.pull_subscribe("oye.>", stream=stream)
         got: list[Msg] = []
         while len(got) < count:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -40,12 +41,14 @@ class RawCsms:
         refuse: dict[str, int] | None = None,
         answer: Callable[[list[Any]], Any] | None = None,
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.subprotocols = subprotocols
         self.passwords = passwords
         self.refuse = refuse or {}
         self.answer = answer
         self.port = port
+        self.ssl_context = ssl_context
         self.connections: list[Connected] = []
         self._changed = asyncio.Condition()
         self._server: Server | None = None
@@ -54,6 +57,11 @@ class RawCsms:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ocpp"
 
+    @property
+    def wss(self) -> str:
+        """The URL when serving TLS (``ssl_context``), by IP like :attr:`url`."""
+        return f"wss://127.0.0.1:{self.port}/ocpp"
+
     async def start(self) -> RawCsms:
         self._server = await serve(
             self._handle,
@@ -61,6 +69,7 @@ class RawCsms:
             self.port,
             process_request=self._process_request,
             select_subprotocol=self._select,
+            ssl=self.ssl_context,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self

@@ -83,6 +83,8 @@ class Watcher:
 async def watching(nc: Client, subject: str) -> AsyncIterator[Watcher]:
     watcher = Watcher()
     sub = await nc.subscribe(subject, cb=watcher.on_message)
+    # nats-py sends PING ahead of the queued SUB; the second round trip confirms the SUB.
+    await nc.flush()
     await nc.flush()
     try:
         yield watcher

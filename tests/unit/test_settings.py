@@ -40,6 +40,8 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
         ("NATS_URL", "localhost:4222"),
         ("OYE_SUBJECT_PREFIX", "oye.*"),
         ("OYE_UPSTREAM_TLS_VERIFY", "maybe"),
+        ("OYE_UPSTREAM_CA_FILE", "/nonexistent/ca.pem"),
+        ("OYE_OFFLINE_MODE", "panic"),
     ],
 )
 def test_a_bad_value_fails_naming_the_variable(

@@ -25,6 +25,7 @@ async def run(
     """Run the relay until ``stop`` is set, then shut down in order within a deadline."""
     publisher = Publisher(settings.publish_buffer)
     relay = Relay(settings, publisher)
+    relay.upstream_options  # noqa: B018 - builds the TLS context now: its warnings and errors at start
     nats_task = asyncio.create_task(_run_bus(settings, publisher, relay), name="nats")
     try:
         async with relay.serve():

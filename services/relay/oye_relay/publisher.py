@@ -2,7 +2,8 @@
 
 Forwarding code calls :meth:`Publisher.publish`, which only appends to a bounded buffer.
 One task drains the buffer in order: it publishes a batch, then confirms it with a
-PING/PONG round trip (``flush``) before dropping it from the buffer. While NATS is down
+PING/PONG round trip (``flush``, twice: see :meth:`Publisher.run`) before dropping it
+from the buffer. While NATS is down
 the batch stays and is sent again when NATS is back; JetStream drops the copies it already
 has by ``Nats-Msg-Id``. A full buffer refuses new messages: each refusal is counted and
 logged, never silent.
@@ -47,7 +48,7 @@ class Publisher:
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._last_overflow_log = 0.0
+        self._last_overflow_log = -OVERFLOW_LOG_INTERVAL
 
     def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
         """Queue a message; never blocks, never raises."""
@@ -90,6 +91,10 @@ class Publisher:
             try:
                 for message in batch:
                     await nc.publish(message.subject, message.body, headers=message.headers)
+                # nats-py writes PING straight to the socket but PUBs through its flusher
+                # task, so the first PONG may come before the batch was even sent; the
+                # second PING follows the batch, and its PONG confirms it.
+                await nc.flush(timeout=FLUSH_TIMEOUT)  # type: ignore[arg-type]
                 await nc.flush(timeout=FLUSH_TIMEOUT)  # type: ignore[arg-type]
             except (NatsError, OSError, TimeoutError) as exc:
                 log.warning("NATS publish failed (%s); %d messages wait", exc, len(self._buffer))

@@ -1,0 +1,137 @@
+"""The relay's publisher against a real nats-server: order, headers, and when it is idle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from oye_cli.nats_server import NatsServer
+from oye_relay.publisher import BATCH_SIZE, Publisher
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def sender(nats_server: NatsServer) -> AsyncIterator[Client]:
+    """The publisher's own connection, apart from the test's subscriber ``nc``."""
+    client = await nats.connect(nats_server.url)
+    yield client
+    await client.close()
+
+
+async def subscribed(nc: Client, subject: str) -> Subscription:
+    """Subscribe, and know the server has the subscription before anything is published.
+
+    nats-py's flush() writes its PING ahead of commands still queued in the client (the
+    SUB among them), so one PONG proves nothing; the second PING follows the SUB.
+    """
+    sub = await nc.subscribe(subject)
+    await nc.flush()
+    await nc.flush()
+    return sub
+
+
+def running(publisher: Publisher, nc: Client) -> asyncio.Task[None]:
+    return asyncio.create_task(publisher.run(nc))
+
+
+async def stop(runner: asyncio.Task[None]) -> None:
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+
+
+async def receive(sub: Subscription, count: int) -> list[Msg]:
+    return [await sub.next_msg(timeout=10) for _ in range(count)]
+
+
+def triples(messages: Iterable[Msg]) -> list[tuple[str, bytes, dict[str, str] | None]]:
+    return [(m.subject, m.data, m.headers) for m in messages]
+
+
+async def test_queued_messages_reach_nats_in_order_with_their_headers(
+    nc: Client, sender: Client
+) -> None:
+    """More than a batch, queued before the publisher runs: all arrive, in order, headers kept."""
+    count = BATCH_SIZE + 88
+    sub = await subscribed(nc, "pub.>")
+    publisher = Publisher(capacity=count)
+    expected = [
+        (f"pub.{i % 3}", f"frame {i}".encode(), {"Seq": str(i), "Kind": "test"})
+        for i in range(count)
+    ]
+    for subject, body, headers in expected:
+        publisher.publish(subject, body, headers)
+    idle = asyncio.create_task(publisher.wait_idle())
+    runner = running(publisher, sender)
+    try:
+        async with asyncio.timeout(10):
+            await idle
+        assert (publisher.depth, publisher.published, publisher.overflowed) == (0, count, 0)
+        received = await receive(sub, count)
+    finally:
+        await stop(runner)
+    assert triples(received) == expected
+    assert sub.pending_msgs == 0
+
+
+async def test_wait_idle_covers_messages_queued_while_running(nc: Client, sender: Client) -> None:
+    """A running publisher gets more work: wait_idle() waits for that too, then for the next."""
+    sub = await subscribed(nc, "late.>")
+    publisher = Publisher(capacity=100)
+    runner = running(publisher, sender)
+    received: list[Msg] = []
+    try:
+        for round_ in range(3):
+            for i in range(10):
+                publisher.publish(f"late.{round_}", str(i).encode(), {"Round": str(round_)})
+            assert publisher.depth == 10
+            async with asyncio.timeout(10):
+                await publisher.wait_idle()
+            assert publisher.depth == 0
+            received += await receive(sub, 10)
+    finally:
+        await stop(runner)
+    assert triples(received) == [
+        (f"late.{r}", str(i).encode(), {"Round": str(r)}) for r in range(3) for i in range(10)
+    ]
+    assert publisher.published == 30
+
+
+async def test_a_batch_is_confirmed_by_a_ping_sent_after_it(
+    sender: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PING whose PONG lets the publisher drop a batch goes out after the batch's PUBs."""
+    writes: list[bytes] = []
+    transport = sender._transport
+    assert transport is not None
+    write, writelines = transport.write, transport.writelines
+
+    def record(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    def record_lines(lines: list[bytes]) -> None:
+        writes.extend(lines)
+        writelines(lines)
+
+    monkeypatch.setattr(transport, "write", record)
+    monkeypatch.setattr(transport, "writelines", record_lines)
+    publisher = Publisher(capacity=10)
+    for i in range(3):
+        publisher.publish(f"order.{i}", b"x", {"Seq": str(i)})
+    runner = running(publisher, sender)
+    try:
+        async with asyncio.timeout(10):
+            await publisher.wait_idle()
+    finally:
+        await stop(runner)
+    kinds = [bytes(w).split(b" ", 1)[0].strip() for w in writes]
+    assert kinds.count(b"HPUB") == 3
+    last_pub = max(i for i, kind in enumerate(kinds) if kind == b"HPUB")
+    assert b"PING" in kinds[last_pub:], kinds

@@ -1,0 +1,128 @@
+"""The relay's publish buffer: bounded, ordered, never in forwarding's way, loud when full."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import cast
+
+import pytest
+from nats.aio.client import Client
+
+from oye_relay import publisher as publisher_module
+from oye_relay.publisher import OVERFLOW_LOG_INTERVAL, Outgoing, Publisher
+
+pytestmark = pytest.mark.unit
+
+
+def fill(publisher: Publisher, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        publisher.publish(f"t.{i}", f"body-{i}".encode(), {"Seq": str(i)})
+
+
+@dataclass
+class FakeNats:
+    """Stands in for a nats-py client: records what is published and flushed."""
+
+    is_connected: bool = True
+    failing_flushes: int = 0
+    published: list[Outgoing] = field(default_factory=list)
+    flushed: int = 0
+
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        self.published.append(Outgoing(subject, payload, headers))
+
+    async def flush(self, **options: float) -> None:
+        if self.failing_flushes:
+            self.failing_flushes -= 1
+            raise TimeoutError
+        self.flushed = len(self.published)
+
+
+async def drain(publisher: Publisher, fake: FakeNats) -> None:
+    """Run the publisher against ``fake`` until everything queued has been confirmed."""
+    runner = asyncio.create_task(publisher.run(cast(Client, fake)))
+    try:
+        async with asyncio.timeout(10):
+            await publisher.wait_idle()
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+
+
+def test_publish_returns_at_once_and_never_raises_even_when_full() -> None:
+    """No event loop, no NATS, ten times the capacity: every call simply returns."""
+    publisher = Publisher(capacity=5)
+    fill(publisher, 50)
+    assert (publisher.depth, publisher.overflowed) == (5, 45)
+
+
+def test_messages_beyond_the_capacity_are_refused_and_counted() -> None:
+    """The buffer keeps the first ``capacity`` messages; each later one is an overflow."""
+    publisher = Publisher(capacity=3)
+    fill(publisher, 3)
+    assert (publisher.depth, publisher.overflowed) == (3, 0)
+    fill(publisher, 4, start=3)
+    assert (publisher.depth, publisher.overflowed) == (3, 4)
+    assert publisher.published == 0
+
+
+def test_an_overflow_is_logged_at_error_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full buffer logs one ERROR line with the running count, then stays quiet for a while."""
+    now = [1000.0]
+    monkeypatch.setattr(publisher_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    publisher = Publisher(capacity=2)
+    fill(publisher, 2)
+    with caplog.at_level(logging.DEBUG, logger="oye_relay.publisher"):
+        fill(publisher, 3, start=2)
+        now[0] += OVERFLOW_LOG_INTERVAL - 0.1
+        fill(publisher, 1, start=5)
+        now[0] += 0.1
+        fill(publisher, 2, start=6)
+    records = [r for r in caplog.records if r.name == "oye_relay.publisher"]
+    assert [r.levelno for r in records] == [logging.ERROR, logging.ERROR]
+    assert "2 messages" in records[0].getMessage()
+    assert "1 messages not published" in records[0].getMessage()
+    assert "5 messages not published" in records[1].getMessage()
+    assert publisher.overflowed == 6
+
+
+async def test_the_first_capacity_messages_go_out_in_their_order_with_their_headers() -> None:
+    """What the buffer kept is published as queued, subject, body and headers, then confirmed."""
+    publisher = Publisher(capacity=4)
+    fill(publisher, 6)
+    fake = FakeNats()
+    await drain(publisher, fake)
+    assert fake.published == [
+        Outgoing(f"t.{i}", f"body-{i}".encode(), {"Seq": str(i)}) for i in range(4)
+    ]
+    assert fake.flushed == 4
+    assert (publisher.depth, publisher.published, publisher.overflowed) == (0, 4, 2)
+
+
+async def test_a_batch_whose_flush_failed_is_sent_again_in_order() -> None:
+    """No confirmation, no drop: the same messages go out again, still in order."""
+    publisher = Publisher(capacity=10)
+    fill(publisher, 3)
+    fake = FakeNats(failing_flushes=1)
+    await drain(publisher, fake)
+    subjects = [m.subject for m in fake.published]
+    assert subjects == ["t.0", "t.1", "t.2"] * 2
+    assert (publisher.depth, publisher.published) == (0, 3)
+
+
+async def test_a_freed_buffer_accepts_messages_again() -> None:
+    """After the buffer drained, publishing works again and keeps counting overflows apart."""
+    publisher = Publisher(capacity=2)
+    fill(publisher, 3)
+    fake = FakeNats()
+    await drain(publisher, fake)
+    fill(publisher, 2, start=10)
+    await drain(publisher, fake)
+    assert [m.subject for m in fake.published] == ["t.0", "t.1", "t.10", "t.11"]
+    assert publisher.overflowed == 1
