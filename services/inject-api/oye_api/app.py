@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import nats.errors
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from nats.aio.client import Client
 
@@ -23,7 +21,7 @@ from oye_api.deps import ApiState, require_user
 from oye_api.kv import open_buckets
 from oye_api.proxy_config import ConfigStore
 from oye_api.replies import error_response
-from oye_api.routes import auth, chargers, config, health, inject
+from oye_api.routes import auth, chargers, config, health, inject, logs
 from oye_api.throttle import WINDOW_SECONDS, LoginThrottle
 from oye_api.users import UserStore, ensure_admin
 from oye_shared import bus
@@ -104,20 +102,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(nats.errors.Error, _on_nats_error)
     authenticated = [Depends(require_user)]
     app.include_router(health.router)
-    for module in (inject, chargers, config, auth):
+    for module in (inject, chargers, config, auth, logs):
         app.include_router(module.router, dependencies=authenticated)
-    _include_if_present(app, "oye_api.routes.logs", authenticated)  # GET /api/logs
     return app
-
-
-def _include_if_present(app: FastAPI, module_name: str, dependencies: list[Any]) -> None:
-    """Include ``module_name.router`` if that module exists (it is written separately)."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise  # the module is there but imports something missing: a real error
-        log.debug("%s not present; its routes are not served", module_name)
-        return
-    router: APIRouter = module.router
-    app.include_router(router, dependencies=dependencies)

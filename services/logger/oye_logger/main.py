@@ -1,0 +1,177 @@
+"""``oye logger``: settings -> store -> NATS -> consumer, queries, retention -> signal -> shutdown.
+
+Shutdown, once ``stop`` is set, within :data:`SHUTDOWN_DEADLINE` seconds: stop fetching,
+commit and acknowledge the batch in flight, stop retention after its current step, stop
+answering queries, drain NATS (which flushes the last acks), close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import nats.errors
+from nats.aio.client import Client
+
+from oye_logger.consumer import ConsumerOptions, LogConsumer, Progress
+from oye_logger.pull import use_fast_header_parser
+from oye_logger.query import QueryService
+from oye_logger.retention import Retention, RetentionPolicy
+from oye_logger.store import Store, StoreError, StoreSetupError, open_store
+from oye_shared import bus
+from oye_shared.logs import configure_logging
+from oye_shared.settings import Settings, SettingsError, load_settings
+from oye_shared.subjects import Subjects
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SHUTDOWN_DEADLINE = 5.0
+DRAIN_TIMEOUT = 2.0
+RETENTION_INTERVAL = 60.0
+RETRY_DELAY_MAX = 5.0
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event,
+    started: asyncio.Event | None = None,
+    progress: Progress | None = None,
+    options: ConsumerOptions | None = None,
+    retention_interval: float = RETENTION_INTERVAL,
+) -> None:
+    """Run the logger until ``stop`` is set, then shut down in order within a deadline.
+
+    ``started`` is set once the logger consumes and answers queries; ``progress`` counts
+    what it commits (pass one to await it).
+    """
+    async with contextlib.AsyncExitStack() as resources:
+        store = await _open_store(resources, settings, stop)
+        if store is None:
+            return
+        nc = await _until_stopped(stop, bus.connect(settings, name=f"logger-{settings.relay_id}"))
+        if nc is None:
+            return
+        use_fast_header_parser(nc)
+        resources.push_async_callback(_drain, nc)
+        if not await _ensure_stream(nc, settings, stop):
+            return
+        queries = QueryService(nc, store, subject=Subjects(settings.subject_prefix).logs_query)
+        await queries.start()
+        consumer = LogConsumer(
+            nc,
+            store,
+            stream=settings.stream_name,
+            prefix=settings.subject_prefix,
+            options=options,
+            progress=progress,
+        )
+        retention = Retention(
+            store, RetentionPolicy.from_settings(settings), interval=retention_interval
+        )
+        log.info(
+            "logger: stream %s -> %s; answering %s",
+            settings.stream_name,
+            type(store).__name__,
+            queries.subject,
+        )
+        try:
+            async with asyncio.timeout(None) as deadline, asyncio.TaskGroup() as tasks:
+                tasks.create_task(consumer.run(stop), name="consumer")
+                tasks.create_task(retention.run(stop), name="retention")
+                if started is not None:
+                    started.set()
+                await stop.wait()
+                log.info("logger shutting down")
+                deadline.reschedule(asyncio.get_running_loop().time() + SHUTDOWN_DEADLINE)
+        except TimeoutError:
+            log.warning("logger shutdown took over %.0f s; cut short", SHUTDOWN_DEADLINE)
+
+
+async def _open_store(
+    resources: contextlib.AsyncExitStack, settings: Settings, stop: asyncio.Event
+) -> Store | None:
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            return await resources.enter_async_context(open_store(settings))
+        except StoreSetupError:
+            raise
+        except StoreError as exc:
+            log.warning("log store not available (%s); retrying in %.1f s", exc, delay)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await stop.wait()
+        delay = min(delay * 2, RETRY_DELAY_MAX)
+    return None
+
+
+async def _ensure_stream(nc: Client, settings: Settings, stop: asyncio.Event) -> bool:
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            await bus.ensure_traffic_stream(nc, settings)
+            return True
+        except (nats.errors.Error, OSError) as exc:
+            log.warning("cannot set up stream %s (%s); retrying", settings.stream_name, exc)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await stop.wait()
+        delay = min(delay * 2, RETRY_DELAY_MAX)
+    return False
+
+
+async def _until_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
+    """The result of ``work``, or None if ``stop`` is set first (``work`` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
+
+
+async def _drain(nc: Client) -> None:
+    """Flush pending acks and close; give up after a short wait if NATS is away."""
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT):
+            await nc.drain()
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        log.warning("NATS drain incomplete (%s); closing", exc)
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await nc.close()
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(_main(settings))
+    except StoreSetupError as exc:
+        raise SystemExit(f"logger: {exc}") from None
+
+
+async def _main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await run(settings, stop=stop)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""From a NATS message (subject, headers, body) to the row the stores keep: pure, never raises.
+
+A frame's facts come from the relay's ``Oye-*`` headers; what a header misses is read from
+the subject (charge point, direction, event kind) or from the JetStream metadata the
+consumer passes in (a stable id and the stream's time), so even a message published by
+hand is stored once and found again.
+
+The body is kept exactly: as text when it is UTF-8 without NUL characters (PostgreSQL
+text cannot hold NUL), else as base64 with ``encoding = 'base64'``. ``is_json`` says
+whether the text is JSON, i.e. whether it has a payload: a frame the relay typed (its
+``Oye-Message-Type`` is not MALFORMED) was parsed there; anything else is checked here,
+strictly (no NaN or Infinity).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from oye_shared import headers as h
+from oye_shared.logquery import EntryKind
+from oye_shared.subjects import decode_token
+
+UTF8 = "utf-8"
+BASE64 = "base64"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
+class LogRow(NamedTuple):
+    """One stored frame or event (a tuple: the stores bind its leading fields as they are).
+
+    ``id`` (the store's key) and ``truncated`` (``raw`` was cut) are set on rows read back.
+    """
+
+    frame_id: str
+    kind: EntryKind
+    charge_point_id: str
+    direction: str | None
+    time_us: int
+    message_type: str | None
+    message_id: str | None
+    action: str | None
+    error: str | None
+    subprotocol: str | None
+    relay: str | None
+    is_binary: bool
+    encoding: str
+    raw: str
+    is_json: bool
+    id: int | None = None
+    truncated: bool = False
+
+
+def parse_time_us(text: str | None) -> int | None:
+    """Microseconds since the epoch from an RFC 3339 time (UTC if it names no offset)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _ONE_US
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def is_strict_json(text: str) -> bool:
+    """Whether ``text`` is JSON that any store accepts (Python alone would take NaN)."""
+    try:
+        _STRICT.decode(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def encode_body(body: bytes) -> tuple[str, str]:
+    """The body as stored text and its encoding (``utf-8`` or ``base64``)."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode(), BASE64
+    if "\x00" in text:
+        return base64.b64encode(body).decode(), BASE64
+    return text, UTF8
+
+
+def decode_body(raw: str, encoding: str) -> bytes:
+    """Invert :func:`encode_body`."""
+    return base64.b64decode(raw) if encoding == BASE64 else raw.encode()
+
+
+class RowMaker:
+    """Turns the messages of one deployment (one subject prefix) into rows."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix_len = len(prefix.split("."))
+
+    def make(
+        self,
+        subject: str,
+        body: bytes,
+        headers: Mapping[str, str] | None,
+        *,
+        fallback: Callable[[], tuple[str, int]],
+    ) -> LogRow:
+        """The row for one message.
+
+        ``fallback()`` gives a frame id and a time (µs) for a message without
+        ``Oye-Frame-Id`` or a readable ``Oye-Time``. Its id must be stable across
+        redeliveries (e.g. built from the stream sequence).
+        """
+        headers = headers or {}
+        tokens = subject.split(".")
+        n = self._prefix_len
+        family = tokens[n] if len(tokens) > n else ""
+        last = tokens[-1] if len(tokens) > n + 2 else None
+        kind = EntryKind.EVENT if family == "events" else EntryKind.FRAME
+
+        charge_point_id = headers.get(h.CHARGE_POINT)
+        if not charge_point_id:
+            token = tokens[n + 1] if len(tokens) > n + 1 else ""
+            try:
+                charge_point_id = decode_token(token)
+            except ValueError:
+                charge_point_id = token
+        time_us = parse_time_us(headers.get(h.TIME))
+        raw, encoding = encode_body(body)
+
+        if kind is EntryKind.EVENT:
+            direction, message_type, message_id, action = None, None, None, last
+        else:
+            direction = headers.get(h.DIRECTION) or last
+            message_type = headers.get(h.MESSAGE_TYPE) or None
+            message_id = headers.get(h.MESSAGE_ID) or None
+            action = headers.get(h.ACTION) or None
+        frame_id = headers.get(h.FRAME_ID) or headers.get(h.NATS_MSG_ID)
+        if not frame_id or time_us is None:
+            fallback_id, fallback_time_us = fallback()
+            frame_id = frame_id or fallback_id
+            time_us = fallback_time_us if time_us is None else time_us
+        return LogRow(
+            frame_id=frame_id,
+            kind=kind,
+            charge_point_id=charge_point_id or "",
+            direction=direction,
+            time_us=time_us,
+            message_type=message_type,
+            message_id=message_id,
+            action=action,
+            error=headers.get(h.ERROR) or None,
+            subprotocol=headers.get(h.SUBPROTOCOL) or None,
+            relay=headers.get(h.RELAY) or None,
+            is_binary=headers.get(h.BINARY) == "1",
+            encoding=encoding,
+            raw=raw,
+            # A frame the relay could type was parsed as JSON there already.
+            is_json=encoding == UTF8
+            and (message_type not in (None, h.MALFORMED) or is_strict_json(raw)),
+        )
