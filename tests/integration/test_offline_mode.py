@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -75,3 +76,37 @@ async def test_close_mode_refuses_chargers_while_the_csms_is_unreachable(
             async with connect(relay.url("CP-Y"), subprotocols=["ocpp1.6"]):  # type: ignore[list-item]
                 pass
     assert refused.value.response.status_code == 503
+
+
+async def test_a_csms_that_never_answers_the_handshake_does_not_keep_the_charger_out(
+    settings: Settings, nc: Client
+) -> None:
+    """The CSMS takes the TCP connection and says nothing: after OYE_UPSTREAM_CONNECT_TIMEOUT
+    the charger is accepted and served by the proxy."""
+    silent_connections = []
+
+    async def say_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent_connections.append(writer)
+        await reader.read()  # until the relay gives up and closes
+
+    server = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    patient = settings.model_copy(
+        update={"upstream_url": f"ws://127.0.0.1:{port}/ocpp", "upstream_connect_timeout": 1.0}
+    )
+    try:
+        async with (
+            relay_running(patient) as relay,
+            watching(nc, "oye.events.>") as events,
+            connect(relay.url("CP-Z"), subprotocols=["ocpp2.0.1"], open_timeout=10) as charger,  # type: ignore[list-item]
+        ):
+            assert charger.subprotocol == "ocpp2.0.1"
+            connected = await events.wait_for(lambda m: m.subject.endswith(".connected"))
+            assert json.loads(connected.data)["upstream"] == "down"
+            await charger.send('[2,"hb","Heartbeat",{}]')
+            assert "currentTime" in json.loads(await charger.recv())[2]
+        assert silent_connections
+    finally:
+        server.close()
+        for writer in silent_connections:
+            writer.close()
