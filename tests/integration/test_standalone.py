@@ -109,3 +109,44 @@ async def test_offline_transaction_ids_are_unique_across_a_relay_restart(
 
             issued.append(await eventually(reserved_on_nats))
     assert issued[1] > issued[0] >= FIRST
+
+
+@pytest.mark.parametrize(
+    ("version", "ready", "remote_start"),
+    [
+        ("1.6", "Preparing", "RemoteStartTransaction"),
+        ("2.0.1", "Occupied", "RequestStartTransaction"),
+    ],
+)
+async def test_automatic_charging_starts_a_ready_connector_with_the_default_tag(
+    stack: Stack, version: str, ready: str, remote_start: str
+) -> None:
+    """autoChargeEnabled and no CSMS: a connector ready for a car gets a remote start with
+    defaultIdTag, and the transaction that follows is accepted."""
+    cp = f"AUTO-{version}"
+    async with (
+        SimulatedCharger(stack.relay.url(cp), cp, version=version) as charger,  # type: ignore[arg-type]
+        stack.client() as api,
+    ):
+        await charger.boot()
+        config = await api.post(
+            "/api/config", json={"autoChargeEnabled": True, "defaultIdTag": "HOME-AUTO"}
+        )
+        assert config.status_code == 200
+
+        async def started_automatically() -> bool:
+            await charger.status(1, ready)
+            return bool(charger.frames.find(is_call(remote_start), direction="received"))
+
+        await eventually(started_automatically)
+        call = charger.frames.find(is_call(remote_start), direction="received")[0]
+        tag = call.payload["idTag"] if version == "1.6" else call.payload["idToken"]["idToken"]
+        assert tag == "HOME-AUTO"
+        answer = await charger.frames.wait_for(
+            lambda f: f.message_id == call.message_id and f.frame is not None and f.frame.is_reply,
+            direction="sent",
+        )
+        assert answer.payload["status"] == "Accepted"
+        begun = "StartTransaction" if version == "1.6" else "TransactionEvent"
+        transaction = await charger.frames.wait_for(is_call(begun), direction="sent")
+        assert "HOME-AUTO" in transaction.text

@@ -93,6 +93,10 @@ class Relay:
         """How to reach the CSMS for a new connection (follows the live configuration)."""
         return self.live_config.upstream_options()
 
+    def _auto_charge_tag(self) -> str | None:
+        config = self.live_config.config
+        return config.default_id_tag if config.auto_charge_enabled else None
+
     def serve(self) -> Any:
         """The websockets server (an async context manager)."""
         return serve(
@@ -234,6 +238,7 @@ class Relay:
             tracker=tracker,
             on_state_change=self.fleet.changed,
             transaction_ids=self.transaction_ids,
+            auto_charge_tag=self._auto_charge_tag,
             offline_authorization=OfflineAuthorization(
                 allowed=self.settings.offline_id_tag_set,
                 auto_charge=lambda: self.live_config.config.auto_charge_enabled,

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from oye_relay.authorization import OfflineAuthorization
+from oye_relay.auto_charge import remote_start_for
 from oye_relay.calls import PendingCalls
 from oye_relay.inject_endpoint import InjectEndpoint
 from oye_relay.injection import Injector
@@ -87,6 +88,7 @@ class ChargerSession:
         on_state_change: Callable[[ChargerState], None],
         transaction_ids: TransactionIds,
         offline_authorization: OfflineAuthorization,
+        auto_charge_tag: Callable[[], str | None],
     ) -> None:
         self.charger = charger
         self.charge_point_id = charge_point_id
@@ -96,6 +98,8 @@ class ChargerSession:
         self.current_upstream_options = current_upstream_options
         self.offered_subprotocols = list(offered_subprotocols)
         self.offline_authorization = offline_authorization
+        self.auto_charge_tag = auto_charge_tag
+        self._auto_starts: set[asyncio.Task[InjectReply]] = set()
         self.user_agent = user_agent
         self.backoff_max = backoff_max
         self.close_when_offline = close_when_offline
@@ -144,6 +148,8 @@ class ChargerSession:
                     await task
             for call in self.lane.drain():
                 call.settle(None)
+            for auto_start in list(self._auto_starts):
+                auto_start.cancel()
             await self.inject_endpoint.detach()
             if self.upstream is not None:
                 code = mirror_close_code(self.charger.close_code)
@@ -168,6 +174,8 @@ class ChargerSession:
                 action = track(parsed, self.charger_calls, self.csms_calls)
                 self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
                 await self._send_upstream(message, parsed)
+                if self.upstream is None and isinstance(parsed, Frame):
+                    self._start_automatically(parsed)
 
     async def _handled_here(self, frame: Frame, message: str | bytes) -> bool:
         """Route what the CSMS must not see; True when the frame stops here."""
@@ -200,6 +208,21 @@ class ChargerSession:
                 await self._answer_here(frame)
                 return True
         return False
+
+    def _start_automatically(self, frame: Frame) -> None:
+        """CSMS unavailable and automatic charging on: start a connector that is ready."""
+        id_tag = self.auto_charge_tag()
+        if id_tag is None:
+            return
+        request = remote_start_for(
+            frame, id_tag=id_tag, open_transactions=self.tracker.state.transactions
+        )
+        if request is None:
+            return
+        log.info("%r: CSMS unavailable; starting automatically (%s)", self.charge_point_id, id_tag)
+        task = asyncio.create_task(self.inject(request))  # answered through this very pump
+        self._auto_starts.add(task)
+        task.add_done_callback(self._auto_starts.discard)
 
     async def _answer_here(self, frame: Frame) -> None:
         """Answer a charger CALL in the CSMS's place, as its offline answer."""
