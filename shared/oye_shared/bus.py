@@ -78,6 +78,26 @@ def cancellation_checkpoint() -> None:
         raise asyncio.CancelledError
 
 
+async def close_connection(nc: Client, *, deadline: float = 5.0) -> None:
+    """Drain (what is in flight goes out), then make sure the connection is closed.
+
+    A drain can fail (NATS away, the deadline passes) and nats-py can raise a stray
+    CancelledError when closing during a reconnection; whatever happens, the socket is
+    closed at the end. A cancellation of the caller still propagates from the caller's
+    own await points.
+    """
+    try:
+        async with asyncio.timeout(deadline):
+            await nc.drain()
+    except (nats.errors.Error, OSError, TimeoutError, asyncio.CancelledError) as exc:
+        log.debug("NATS drain incomplete (%r); closing", exc)
+    if not nc.is_closed:
+        try:
+            await nc.close()
+        except (nats.errors.Error, OSError, asyncio.CancelledError) as exc:
+            log.debug("NATS close: %r", exc)
+
+
 async def _close_quietly(nc: Client) -> None:
     try:
         await nc.close()

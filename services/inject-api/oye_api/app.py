@@ -7,7 +7,6 @@ exists. Stop: drain NATS. Every ``/api/*`` router is included behind HTTP Basic 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -48,19 +47,7 @@ async def _on_nats_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _close(nc: Client) -> None:
     """Drain NATS (let replies in flight go out); if that fails, close it outright."""
-    try:
-        async with asyncio.timeout(DRAIN_DEADLINE):
-            await nc.drain()
-    except (nats.errors.Error, TimeoutError) as exc:
-        log.warning("NATS drain failed (%r); closing the connection", exc)
-        try:
-            await nc.close()
-        except asyncio.CancelledError:
-            # nats-py closing during a reconnection can raise the transport's cancelled
-            # close waiter; the client is closed all the same. Our own cancellation goes on.
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
+    await bus.close_connection(nc, deadline=DRAIN_DEADLINE)
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -144,13 +144,7 @@ async def _until_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
 
 async def _drain(nc: Client) -> None:
     """Flush pending acks and close; give up after a short wait if NATS is away."""
-    try:
-        async with asyncio.timeout(DRAIN_TIMEOUT):
-            await nc.drain()
-    except (TimeoutError, nats.errors.Error, OSError) as exc:
-        log.warning("NATS drain incomplete (%s); closing", exc)
-        with contextlib.suppress(nats.errors.Error, OSError):
-            await nc.close()
+    await bus.close_connection(nc, deadline=DRAIN_TIMEOUT)
 
 
 def main() -> None:

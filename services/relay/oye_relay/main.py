@@ -70,11 +70,7 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
             group.create_task(publisher.run(nc), name="publisher")
             group.create_task(relay.fleet.run(nc), name="fleet state")
     finally:
-        try:
-            await nc.drain()
-        except Exception as exc:
-            log.warning("NATS drain failed (%r); closing", exc)
-            await nc.close()
+        await bus.close_connection(nc)
 
 
 def main() -> None:
