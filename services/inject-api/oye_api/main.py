@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 from collections.abc import Iterator
 
 import uvicorn
 
 from oye_api.app import create_app
-from oye_shared.logs import configure_logging
-from oye_shared.settings import Settings, SettingsError, load_settings
+from oye_shared.service import run_service
+from oye_shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +97,7 @@ async def serve(
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise SystemExit(str(exc)) from None
-    configure_logging(settings.log_level)
-    try:
-        asyncio.run(_main(settings))
-    except ApiStartError as exc:
-        raise SystemExit(str(exc)) from None
-
-
-async def _main(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await serve(settings, stop=stop)
+    run_service(serve, fatal=(ApiStartError,))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -23,8 +22,8 @@ from oye_logger.query import QueryService
 from oye_logger.retention import Retention, RetentionPolicy
 from oye_logger.store import Store, StoreError, StoreSetupError, open_store
 from oye_shared import bus
-from oye_shared.logs import configure_logging
-from oye_shared.settings import Settings, SettingsError, load_settings
+from oye_shared.service import run_service
+from oye_shared.settings import Settings
 from oye_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -148,23 +147,7 @@ async def _drain(nc: Client) -> None:
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise SystemExit(str(exc)) from None
-    configure_logging(settings.log_level)
-    try:
-        asyncio.run(_main(settings))
-    except StoreSetupError as exc:
-        raise SystemExit(f"logger: {exc}") from None
-
-
-async def _main(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await run(settings, stop=stop)
+    run_service(run, fatal=(StoreSetupError,))
 
 
 if __name__ == "__main__":

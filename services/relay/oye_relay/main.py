@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
 from oye_relay.publisher import Publisher
 from oye_relay.server import Relay
 from oye_shared import bus
 from oye_shared.kv import open_state_buckets
-from oye_shared.logs import configure_logging
-from oye_shared.settings import Settings, SettingsError, load_settings
+from oye_shared.service import run_service
+from oye_shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +73,4 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise SystemExit(str(exc)) from None
-    configure_logging(settings.log_level)
-    asyncio.run(_main(settings))
-
-
-async def _main(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await run(settings, stop=stop)
+    run_service(run)
