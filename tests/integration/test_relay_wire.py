@@ -14,6 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from oye_shared import headers as h
 from oye_shared.settings import Settings
 from oye_shared.subjects import Subjects, encode_token
+from tests.conftest import free_port
 from tests.support.raw_csms import RawCsms
 from tests.support.relay import event_body, relay_running, watching
 
@@ -306,3 +307,27 @@ async def test_an_unreachable_csms_does_not_keep_the_charger_out(
         await charger.send('[2,"x","Heartbeat",{}]')
         assert json.loads(await charger.recv()) == [3, "x", {}]
         await late.stop()
+
+
+async def test_a_charger_that_connects_to_another_relay_leaves_the_first_one(
+    settings: Settings, nc: Client
+) -> None:
+    """Two relays on one NATS: the newest connection wins, the old socket is closed and a
+    'replaced' event names the relay that took over."""
+    other = settings.model_copy(update={"ocpp_port": free_port(), "relay_id": "relay-other"})
+    async with (
+        RawCsms() as csms,
+        relay_running(upstream_to(settings, csms)) as first_relay,
+        relay_running(upstream_to(other, csms)) as second_relay,
+        watching(nc, "oye.events.>") as events,
+        connect(first_relay.url("CP-M"), subprotocols=["ocpp1.6"]) as first,  # type: ignore[list-item]
+    ):
+        await events.wait_for(lambda m: m.subject.endswith(".connected"))
+        async with connect(second_relay.url("CP-M"), subprotocols=["ocpp1.6"]) as second:  # type: ignore[list-item]
+            with pytest.raises(ConnectionClosed):
+                await first.recv()
+            replaced = await events.wait_for(lambda m: m.subject.endswith(".replaced"))
+            await second.send('[2,"1","Heartbeat",{}]')
+            assert json.loads(await second.recv()) == [3, "1", {}]
+    body = event_body(replaced)
+    assert (body["relay"], body["byRelay"]) == (settings.relay_id, "relay-other")

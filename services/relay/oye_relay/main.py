@@ -8,6 +8,7 @@ import logging
 
 from oye_relay.publisher import Publisher
 from oye_relay.server import Relay
+from oye_relay.takeover import follow_takeovers
 from oye_shared import bus
 from oye_shared.kv import open_state_buckets
 from oye_shared.service import run_service
@@ -58,6 +59,7 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
     nc = await bus.connect(settings, name=f"relay-{settings.relay_id}")
     try:
         await relay.attach_bus(nc)
+        await follow_takeovers(nc, relay.subjects, settings.relay_id, relay.sessions)
         await bus.ensure_traffic_stream(nc, settings)
         bus.cancellation_checkpoint()
         config_kv, _, _ = await open_state_buckets(nc, settings.subject_prefix)
