@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -36,21 +36,31 @@ class RunningRelay:
 
 
 @contextlib.asynccontextmanager
-async def relay_running(settings: Settings) -> AsyncIterator[RunningRelay]:
-    """Start the relay with these settings; stop it cleanly at the end."""
+async def service_running(
+    run: Callable[..., Coroutine[Any, Any, None]], settings: Settings
+) -> AsyncIterator[tuple[asyncio.Event, asyncio.Task[None]]]:
+    """Run a service's ``run(settings, stop=, started=)`` until the block ends; it has
+    started (or raised why it could not) when the block begins."""
     stop, started = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_relay(settings, stop=stop, started=started))
+    task = asyncio.create_task(run(settings, stop=stop, started=started))
     waiter = asyncio.create_task(started.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
         waiter.cancel()
         task.result()  # raises why it could not start
-    relay = RunningRelay(settings, stop, task)
     try:
-        yield relay
+        yield stop, task
     finally:
         if not task.done():
-            await relay.shutdown()
+            stop.set()
+            await task
+
+
+@contextlib.asynccontextmanager
+async def relay_running(settings: Settings) -> AsyncIterator[RunningRelay]:
+    """Start the relay with these settings; stop it cleanly at the end."""
+    async with service_running(run_relay, settings) as (stop, task):
+        yield RunningRelay(settings, stop, task)
 
 
 @dataclass

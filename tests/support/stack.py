@@ -3,7 +3,6 @@ each on its own free port, sharing the test's nats-server."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ import httpx
 
 from oye_api.main import serve as serve_api
 from oye_shared.settings import Settings
-from tests.support.relay import RunningRelay, relay_running
+from tests.support.relay import RunningRelay, relay_running, service_running
 
 ADMIN_PASSWORD = "test-only-admin-password"
 
@@ -32,18 +31,8 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def api_running(settings: Settings) -> AsyncIterator[None]:
-    stop, started = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve_api(settings, stop=stop, started=started))
-    waiter = asyncio.create_task(started.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        waiter.cancel()
-        task.result()
-    try:
+    async with service_running(serve_api, settings):
         yield
-    finally:
-        stop.set()
-        await task
 
 
 @contextlib.asynccontextmanager
