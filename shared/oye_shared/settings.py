@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # Injection and the API.
     inject_timeout: Annotated[float, Field(gt=0)] = 30.0
     admin_password: str | None = None
+    #: The reserved charging profile id and stack level of the proxy's persistent limits.
+    limit_profile_id: Annotated[int, Field(ge=1)] = 9_000_001
+    limit_stack_level: Annotated[int, Field(ge=0)] = 8
 
     # Storage.
     data_dir: Path = Path("./data")

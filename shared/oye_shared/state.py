@@ -9,6 +9,8 @@ Bucket                 Key                 Value
                                            few seconds; entries expire (TTL) when a relay
                                            dies, which marks its chargers OFFLINE
 ``{P}_config``         ``proxy``           :class:`ProxyConfig` JSON (the original OYE keys)
+``{P}_limits``         ``kv_key(cp)``      ``{"maxPower": A}``: the persistent limit the
+                                           relay re-applies (:mod:`oye_shared.limits`)
 ``{P}_users``          user name           argon2id hash and metadata (inject-api only)
 =====================  ==================  ============================================
 

@@ -20,7 +20,7 @@ from oye_api.deps import ApiState, require_user
 from oye_api.kv import open_buckets
 from oye_api.proxy_config import ConfigStore
 from oye_api.replies import error_response
-from oye_api.routes import auth, chargers, config, health, inject, logs
+from oye_api.routes import auth, chargers, config, health, inject, logs, smart_charging
 from oye_api.throttle import WINDOW_SECONDS, LoginThrottle
 from oye_api.users import UserStore, ensure_admin
 from oye_shared import bus
@@ -89,6 +89,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(nats.errors.Error, _on_nats_error)
     authenticated = [Depends(require_user)]
     app.include_router(health.router)
-    for module in (inject, chargers, config, auth, logs):
+    for module in (inject, smart_charging, chargers, config, auth, logs):
         app.include_router(module.router, dependencies=authenticated)
     return app

@@ -8,6 +8,8 @@ Bucket                     Key                          Value
 ``{P}_chargers``           ``kv_key(cp)``               ``ChargerState`` JSON (relay)
 ``{P}_relays``             relay id                     ``RelayState`` JSON (relay), TTL
 ``{P}_login_failures``     ``kv_key(client address)``   recent failed logins, TTL = window
+``{P}_limits``             ``kv_key(cp)``               ``{"maxPower": A}``, the persistent
+                                                        limit the relay re-applies
 =========================  ===========================  ================================
 """
 
@@ -19,6 +21,7 @@ from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
 from oye_shared.kv import bucket_config, get_entry, open_bucket, open_state_buckets, read_all
+from oye_shared.limits import LIMITS_BUCKET
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,7 @@ class Buckets:
     chargers: KeyValue
     relays: KeyValue
     login_failures: KeyValue
+    limits: KeyValue
 
 
 async def open_buckets(nc: Client, prefix: str, *, login_window: float) -> Buckets:
@@ -39,6 +43,7 @@ async def open_buckets(nc: Client, prefix: str, *, login_window: float) -> Bucke
         chargers=chargers,
         relays=relays,
         login_failures=await open_bucket(js, bucket_config(prefix, "login_failures", login_window)),
+        limits=await open_bucket(js, bucket_config(prefix, LIMITS_BUCKET)),
     )
 
 

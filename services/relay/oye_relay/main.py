@@ -10,7 +10,8 @@ from oye_relay.publisher import Publisher
 from oye_relay.server import Relay
 from oye_relay.takeover import follow_takeovers
 from oye_shared import bus
-from oye_shared.kv import open_state_buckets
+from oye_shared.kv import bucket_config, open_bucket, open_state_buckets
+from oye_shared.limits import LIMITS_BUCKET
 from oye_shared.service import run_service
 from oye_shared.settings import Settings
 
@@ -58,6 +59,10 @@ async def run(
 async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> None:
     nc = await bus.connect(settings, name=f"relay-{settings.relay_id}")
     try:
+        # Before taking injections: a limit set through the API is re-applied from here.
+        relay.limits_kv = await open_bucket(
+            nc.jetstream(), bucket_config(settings.subject_prefix, LIMITS_BUCKET)
+        )
         await relay.attach_bus(nc)
         await follow_takeovers(nc, relay.subjects, settings.relay_id, relay.sessions)
         await bus.ensure_traffic_stream(nc, settings)

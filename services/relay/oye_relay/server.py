@@ -17,6 +17,7 @@ from http import HTTPStatus
 from typing import Any
 
 from nats.aio.client import Client
+from nats.js.kv import KeyValue
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -43,9 +44,11 @@ from oye_relay.upstream import (
     open_upstream,
 )
 from oye_shared.headers import now_rfc3339
+from oye_shared.kv import get_entry
+from oye_shared.limits import LimitIds, stored_max_power
 from oye_shared.settings import Settings
 from oye_shared.state import OCPP_VERSIONS, ChargerState, ChargerStatus
-from oye_shared.subjects import EventKind, Subjects
+from oye_shared.subjects import EventKind, Subjects, kv_key
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,9 @@ class Relay:
         self._session_changed = asyncio.Condition()
         self.live_config = LiveConfig(settings)
         self.nc: Client | None = None
+        #: The persistent limits (``{P}_limits``), once NATS is there.
+        self.limits_kv: KeyValue | None = None
+        self.limit_ids = LimitIds(settings.limit_profile_id, settings.limit_stack_level)
         self.transaction_ids = TransactionIds()
         self.fleet = FleetState(
             settings.relay_id, settings.subject_prefix, lambda: len(self.sessions)
@@ -92,6 +98,13 @@ class Relay:
     def upstream_options(self) -> UpstreamOptions | None:
         """How to reach the CSMS for a new connection (follows the live configuration)."""
         return self.live_config.upstream_options()
+
+    async def stored_limit(self, charge_point_id: str) -> float | None:
+        """The persistent limit stored for this charger (A), or None."""
+        if self.limits_kv is None:
+            return None
+        entry = await get_entry(self.limits_kv, kv_key(charge_point_id))
+        return stored_max_power(entry.value if entry is not None else None)
 
     def _auto_charge_tag(self) -> str | None:
         config = self.live_config.config
@@ -239,6 +252,8 @@ class Relay:
             on_state_change=self.fleet.changed,
             transaction_ids=self.transaction_ids,
             auto_charge_tag=self._auto_charge_tag,
+            limit_ids=self.limit_ids,
+            stored_limit=lambda: self.stored_limit(cp),
             offline_authorization=OfflineAuthorization(
                 allowed=self.settings.offline_id_tag_set,
                 auto_charge=lambda: self.live_config.config.auto_charge_enabled,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.aio.client import Client
 from websockets.asyncio.client import ClientConnection
@@ -39,8 +40,9 @@ from oye_relay.upstream import (
     UpstreamUnreachable,
     open_upstream,
 )
-from oye_shared.frames import Frame, FrameError, parse_frame
+from oye_shared.frames import Frame, FrameError, MessageType, parse_frame
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest
+from oye_shared.limits import LimitIds, clear_may_remove_ours, set_profile
 from oye_shared.state import OCPP_VERSIONS, ChargerState
 from oye_shared.subjects import Direction, EventKind, Subjects
 
@@ -49,6 +51,13 @@ log = logging.getLogger(__name__)
 REPLACED_REASON = "replaced by a new connection"
 NOT_CONNECTED = "the charger disconnected before it answered"
 DEFAULT_HEARTBEAT_INTERVAL = 300
+#: After a connect, how long to wait for the charger's first CALL before re-applying the
+#: persistent limit anyway (a first BootNotification leaves it to the boot's answer).
+LIMIT_CONNECT_GRACE = 5.0
+
+
+async def _no_stored_limit() -> float | None:
+    return None
 
 
 def _text(message: str | bytes) -> str:
@@ -89,6 +98,8 @@ class ChargerSession:
         transaction_ids: TransactionIds,
         offline_authorization: OfflineAuthorization,
         auto_charge_tag: Callable[[], str | None],
+        limit_ids: LimitIds | None = None,
+        stored_limit: Callable[[], Awaitable[float | None]] = _no_stored_limit,
     ) -> None:
         self.charger = charger
         self.charge_point_id = charge_point_id
@@ -99,7 +110,14 @@ class ChargerSession:
         self.offered_subprotocols = list(offered_subprotocols)
         self.offline_authorization = offline_authorization
         self.auto_charge_tag = auto_charge_tag
-        self._auto_starts: set[asyncio.Task[InjectReply]] = set()
+        # The relay's own injections (automatic starts, limits), cancelled at the end.
+        self._auto_starts: set[asyncio.Task[Any]] = set()
+        self.limit_ids = limit_ids
+        self.stored_limit = stored_limit
+        self._first_call = asyncio.Event()
+        self._first_action: str | None = None
+        # CSMS ClearChargingProfile calls that may remove the persistent limit.
+        self._limit_clears: set[str] = set()
         self.user_agent = user_agent
         self.backoff_max = backoff_max
         self.close_when_offline = close_when_offline
@@ -138,6 +156,7 @@ class ChargerSession:
             self._keep_upstream(), name=f"upstream {self.charge_point_id!r}"
         )
         lane_task = asyncio.create_task(self._run_lane(), name=f"lane {self.charge_point_id!r}")
+        self._track(self._limit_after_connect())
         try:
             await self._pump_charger()
         finally:
@@ -167,6 +186,9 @@ class ChargerSession:
             async for message in self.charger:
                 parsed = inspect(message)
                 if isinstance(parsed, Frame):
+                    if parsed.is_call and not self._first_call.is_set():
+                        self._first_action = parsed.action
+                        self._first_call.set()
                     if self.tracker.from_charger(parsed):
                         self._state_changed(self.tracker.state)
                     if await self._handled_here(parsed, message):
@@ -174,6 +196,8 @@ class ChargerSession:
                 action = track(parsed, self.charger_calls, self.csms_calls)
                 self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
                 await self._send_upstream(message, parsed)
+                if isinstance(parsed, Frame) and self._limit_removed(parsed):
+                    self._reapply_limit("the CSMS cleared it")
                 if self.upstream is None and isinstance(parsed, Frame):
                     self._start_automatically(parsed)
 
@@ -220,9 +244,62 @@ class ChargerSession:
         if request is None:
             return
         log.info("%r: CSMS unavailable; starting automatically (%s)", self.charge_point_id, id_tag)
-        task = asyncio.create_task(self.inject(request))  # answered through this very pump
+        self._track(self.inject(request))  # answered through this very pump
+
+    def _track(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
         self._auto_starts.add(task)
         task.add_done_callback(self._auto_starts.discard)
+
+    # The persistent limit.
+
+    def _reapply_limit(self, why: str) -> None:
+        if self.limit_ids is not None and not self.ended:
+            self._track(self._apply_stored_limit(why))
+
+    async def _apply_stored_limit(self, why: str) -> InjectReply | None:
+        """Send the stored charger-wide limit through the lane (its answer is swallowed)."""
+        version = OCPP_VERSIONS.get(self.subprotocol or "")
+        if self.limit_ids is None or version is None:
+            return None
+        try:
+            limit = await self.stored_limit()
+        except Exception as exc:  # NATS down: the next connect or boot tries again
+            log.warning("%r: cannot read the stored limit: %r", self.charge_point_id, exc)
+            return None
+        if limit is None or self.ended:
+            return None
+        log.info("%r: re-applying the limit of %g A (%s)", self.charge_point_id, limit, why)
+        reply = await self.inject(set_profile(version, self.limit_ids, max_power=limit))
+        log.info("%r: the limit got %s", self.charge_point_id, reply.outcome)
+        return reply
+
+    async def _limit_after_connect(self) -> None:
+        """Re-apply at connect, unless the charger boots first (then the boot's answer does)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LIMIT_CONNECT_GRACE):
+                await self._first_call.wait()
+        if self._first_action != "BootNotification":
+            self._reapply_limit("connected")
+
+    def _boot_accepted(self, action: str | None, frame: Frame) -> bool:
+        return (
+            action == "BootNotification"
+            and frame.message_type is MessageType.CALLRESULT
+            and isinstance(frame.payload, dict)
+            and frame.payload.get("status") == "Accepted"
+        )
+
+    def _limit_removed(self, frame: Frame) -> bool:
+        """Whether the charger just accepted a CSMS clear that may have removed the limit."""
+        if not frame.is_reply or frame.message_id not in self._limit_clears:
+            return False
+        self._limit_clears.discard(frame.message_id)
+        return (
+            frame.message_type is MessageType.CALLRESULT
+            and isinstance(frame.payload, dict)
+            and frame.payload.get("status") == "Accepted"
+        )
 
     async def _answer_here(self, frame: Frame) -> None:
         """Answer a charger CALL in the CSMS's place, as its offline answer."""
@@ -247,6 +324,8 @@ class ChargerSession:
         if self.tracker.to_charger(answer_frame):
             self._state_changed(self.tracker.state)
         await self.charger.send(text)
+        if self._boot_accepted(frame.action, answer_frame):
+            self._reapply_limit("boot accepted by the proxy")
 
     async def _send_upstream(self, message: str | bytes, parsed: Frame | FrameError) -> None:
         upstream = self.upstream
@@ -346,6 +425,7 @@ class ChargerSession:
                 if isinstance(parsed, Frame) and self.tracker.to_charger(parsed):
                     self._state_changed(self.tracker.state)
                 if isinstance(parsed, Frame) and parsed.is_call and parsed.action is not None:
+                    self._watch_clear(parsed)
                     call = LaneCall(
                         message_id=parsed.message_id,
                         action=parsed.action,
@@ -357,6 +437,18 @@ class ChargerSession:
                         await self._send_call(call)
                     continue
                 await self.charger.send(message)
+                if isinstance(parsed, Frame) and self._boot_accepted(action, parsed):
+                    self._reapply_limit("boot accepted by the CSMS")
+
+    def _watch_clear(self, frame: Frame) -> None:
+        version = OCPP_VERSIONS.get(self.subprotocol or "")
+        if (
+            frame.action == "ClearChargingProfile"
+            and self.limit_ids is not None
+            and version is not None
+            and clear_may_remove_ours(version, frame.payload, self.limit_ids)
+        ):
+            self._limit_clears.add(frame.message_id)
 
     # The lane towards the charger.
 

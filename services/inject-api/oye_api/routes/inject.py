@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import nats.errors
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import Response
+from nats.aio.client import Client
 from pydantic import ValidationError
 
 from oye_api.deps import Nats, State
@@ -95,7 +96,15 @@ async def inject(
     request = body.model_copy(
         update={"timeout": charger_timeout, "wait": body.wait if wait is None else wait}
     )
-    subject = Subjects(state.settings.subject_prefix).inject(charge_point_id)
+    return await send_to_relay(nc, state.settings.subject_prefix, charge_point_id, request)
+
+
+async def send_to_relay(
+    nc: Client, subject_prefix: str, charge_point_id: str, request: InjectRequest
+) -> Response:
+    """Send ``request`` (its timeout set) to the relay holding the charger; the HTTP answer."""
+    charger_timeout = request.timeout or 30.0
+    subject = Subjects(subject_prefix).inject(charge_point_id)
     data = request.model_dump_json(by_alias=True).encode()
     log.info("inject %s into %s", request.action, charge_point_id)
     try:
