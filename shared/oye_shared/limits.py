@@ -37,7 +37,13 @@ class LimitIds:
         return self.profile_id + (2 if bound else 1)
 
     @property
+    def failsafe_id(self) -> int:
+        """The id of the failsafe limit applied while the CSMS is unreachable."""
+        return self.profile_id + 3
+
+    @property
     def all_ids(self) -> tuple[int, ...]:
+        """The owner's limits (what ``clear`` removes); the failsafe is the relay's own."""
         return (self.profile_id, self.profile_id + 1, self.profile_id + 2)
 
 
@@ -58,9 +64,14 @@ def set_profile(
     session_limit: float | None = None,
     transaction_id: str | int | None = None,
     connector: int | None = None,
+    failsafe: bool = False,
     now: datetime | None = None,
 ) -> InjectRequest:
-    """The SetChargingProfile for a charger-wide limit (``max_power``) or a session limit."""
+    """The SetChargingProfile for a charger-wide limit (``max_power``) or a session limit.
+
+    ``failsafe``: the session limit that stands in while the CSMS is unreachable (its own
+    id, so that it never replaces the owner's session limits).
+    """
     if (max_power is None) == (session_limit is None):
         raise ValueError("give exactly one of max_power and session_limit")
     v16 = version == "1.6"
@@ -74,7 +85,9 @@ def set_profile(
         kind, limit = "Relative", session_limit
         # TxProfile needs a connector / EVSE > 0; TxDefaultProfile on 0 covers them all.
         target = 0 if transaction_id is None else (connector or 1)
-        profile_id = ids.session_id(bound=transaction_id is not None)
+        profile_id = (
+            ids.failsafe_id if failsafe else ids.session_id(bound=transaction_id is not None)
+        )
     schedule: dict[str, Any] = {
         "chargingRateUnit": "A",
         "chargingSchedulePeriod": [{"startPeriod": 0, "limit": _limit(limit)}],

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     offline_mode: Literal["answer", "close"] = "answer"
     #: Comma-separated id tags / tokens accepted while the CSMS is unreachable.
     offline_id_tags: str = ""
+    #: Amps per phase for every session while the CSMS is unreachable (unset: none).
+    failsafe_limit: Annotated[float, Field(gt=0)] | None = None
 
     # NATS.
     nats_url: str | None = Field(

@@ -17,10 +17,10 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
 from oye_cli.simulator import SimulatedCharger
-from oye_cli.simulator.frame_log import RecordedFrame, is_reply_to
+from oye_cli.simulator.frame_log import RecordedFrame, is_call, is_reply_to
 from oye_shared.settings import Settings
 from tests.peers.csms import ChargerHandle, CsmsServer
-from tests.support.relay import eventually
+from tests.support.relay import eventually, relay_running
 from tests.support.stack import Stack, stack_running
 
 pytestmark = pytest.mark.integration
@@ -273,3 +273,36 @@ async def test_standalone_the_limit_follows_the_proxys_own_boot_answer(
         assert profile["chargingProfilePurpose"] == "TxProfile"
         assert profile["transactionId"] == started.transaction_id
         assert profile_ids(charger) == {OURS, OURS + 2}
+
+
+async def test_the_failsafe_limit_holds_while_the_csms_is_unreachable(
+    settings: Settings,
+) -> None:
+    """OYE_FAILSAFE_LIMIT: set when the CSMS link is lost, cleared when it is back; the
+    CSMS sees neither."""
+    csms = CsmsServer()
+    await csms.start()
+    failsafe = settings.model_copy(update={"upstream_url": csms.url, "failsafe_limit": 10.0})
+    try:
+        async with (
+            relay_running(failsafe) as relay,
+            SimulatedCharger(relay.url("FS-1"), "FS-1", version="1.6") as charger,
+            asyncio.timeout(60),
+        ):
+            await charger.boot()
+            await csms.wait_for_charger("FS-1")
+            await csms.stop()
+            applied = await charger.frames.wait_for(is_call("SetChargingProfile"))
+            profile = applied.payload["csChargingProfiles"]
+            assert profile["chargingProfileId"] == failsafe.limit_profile_id + 3
+            assert profile["chargingProfilePurpose"] == "TxDefaultProfile"
+            assert profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 10.0
+            await csms.start()
+            cleared = await charger.frames.wait_for(is_call("ClearChargingProfile"))
+            assert cleared.payload == {"id": failsafe.limit_profile_id + 3}
+            handle = await csms.wait_for_charger("FS-1")
+            await charger.heartbeat()
+        assert not handle.calls("SetChargingProfile")
+        assert not handle.calls("ClearChargingProfile")
+    finally:
+        await csms.stop()

@@ -142,3 +142,19 @@ def test_stored_value_round_trips() -> None:
     assert stored_max_power(None) is None
     assert stored_max_power(b"not json") is None
     assert stored_max_power(b'{"maxPower": true}') is None
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1", "2.1"])
+def test_the_failsafe_limit_is_a_valid_tx_default_profile_with_its_own_id(version: str) -> None:
+    """The failsafe never shares an id with the owner's limits, and validates."""
+    ids = LimitIds(9_000_001, 8)
+    request = set_profile(version, ids, session_limit=10.0, failsafe=True)
+    assert validate_request(version, request.action, request.payload) == []
+    profile = request.payload["csChargingProfiles" if version == "1.6" else "chargingProfile"]
+    assert profile["chargingProfilePurpose"] == "TxDefaultProfile"
+    assert profile["chargingProfileId" if version == "1.6" else "id"] == ids.failsafe_id
+    assert ids.failsafe_id not in (
+        ids.profile_id,
+        ids.session_id(bound=False),
+        ids.session_id(bound=True),
+    )

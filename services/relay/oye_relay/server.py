@@ -253,6 +253,7 @@ class Relay:
             transaction_ids=self.transaction_ids,
             auto_charge_tag=self._auto_charge_tag,
             limit_ids=self.limit_ids,
+            failsafe_limit=self.settings.failsafe_limit,
             stored_limit=lambda: self.stored_limit(cp),
             offline_authorization=OfflineAuthorization(
                 allowed=self.settings.offline_id_tag_set,

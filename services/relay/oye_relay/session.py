@@ -42,7 +42,7 @@ from oye_relay.upstream import (
 )
 from oye_shared.frames import Frame, FrameError, MessageType, parse_frame
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest
-from oye_shared.limits import LimitIds, clear_may_remove_ours, set_profile
+from oye_shared.limits import LimitIds, clear_may_remove_ours, clear_profile, set_profile
 from oye_shared.state import OCPP_VERSIONS, ChargerState
 from oye_shared.subjects import Direction, EventKind, Subjects
 
@@ -99,6 +99,7 @@ class ChargerSession:
         offline_authorization: OfflineAuthorization,
         auto_charge_tag: Callable[[], str | None],
         limit_ids: LimitIds | None = None,
+        failsafe_limit: float | None = None,
         stored_limit: Callable[[], Awaitable[float | None]] = _no_stored_limit,
     ) -> None:
         self.charger = charger
@@ -113,6 +114,8 @@ class ChargerSession:
         # The relay's own injections (automatic starts, limits), cancelled at the end.
         self._auto_starts: set[asyncio.Task[Any]] = set()
         self.limit_ids = limit_ids
+        self.failsafe_limit = failsafe_limit
+        self._failsafe_applied = False
         self.stored_limit = stored_limit
         self._first_call = asyncio.Event()
         self._first_action: str | None = None
@@ -326,6 +329,8 @@ class ChargerSession:
         await self.charger.send(text)
         if self._boot_accepted(frame.action, answer_frame):
             self._reapply_limit("boot accepted by the proxy")
+            if self.upstream_options is not None:  # a CSMS is configured but unreachable
+                self._apply_failsafe()
 
     async def _send_upstream(self, message: str | bytes, parsed: Frame | FrameError) -> None:
         upstream = self.upstream
@@ -372,6 +377,34 @@ class ChargerSession:
     def _set_upstream_state(self, state: str) -> None:
         self.tracker.state.upstream = state
         self._state_changed(self.tracker.state)
+        if state == "down":
+            self._apply_failsafe()
+        elif state == "up":
+            self._remove_failsafe()
+
+    def _apply_failsafe(self) -> None:
+        """CSMS unreachable: limit every session to OYE_FAILSAFE_LIMIT until it is back."""
+        version = OCPP_VERSIONS.get(self.subprotocol or "")
+        if self.failsafe_limit is None or self.limit_ids is None or version is None:
+            return
+        if self._failsafe_applied or self.ended:
+            return
+        self._failsafe_applied = True
+        log.info(
+            "%r: applying the failsafe limit of %g A", self.charge_point_id, self.failsafe_limit
+        )
+        request = set_profile(
+            version, self.limit_ids, session_limit=self.failsafe_limit, failsafe=True
+        )
+        self._track(self.inject(request))
+
+    def _remove_failsafe(self) -> None:
+        version = OCPP_VERSIONS.get(self.subprotocol or "")
+        if not self._failsafe_applied or self.limit_ids is None or version is None:
+            return
+        self._failsafe_applied = False
+        log.info("%r: CSMS back; removing the failsafe limit", self.charge_point_id)
+        self._track(self.inject(clear_profile(version, self.limit_ids.failsafe_id)))
 
     async def _reconnect(self, backoff: Backoff) -> bool:
         """Open the upstream again; False when the charger must go instead."""
