@@ -38,8 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name in SERVICES:
         commands.add_parser(name, help=f"run the {name} service alone")
-    simulate = commands.add_parser("simulate", help="run simulated chargers")
-    simulate.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -49,9 +47,6 @@ def main(argv: list[str] | None = None) -> None:
         from oye_cli.supervisor import main as up
 
         up()
-    elif args.command == "simulate":
-        simulator = importlib.import_module("oye_cli.simulator")
-        simulator.main(args.args)
     else:
         module = SERVICES[args.command]
         if not _has_module(module):
