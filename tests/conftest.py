@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import random
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -44,10 +47,25 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
     await client.close()
 
 
-def free_port() -> int:
-    import socket
+#: Ports for our servers come from below Linux's ephemeral range (32768-60999), where
+#: outgoing connections and port-0 binds (nats-server) take theirs; each xdist worker
+#: has its own slice, so two workers never pick the same port.
+PORT_RANGE = range(20_000, 32_000)
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+
+def free_port() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = len(PORT_RANGE) // max(workers, 1)
+    first = PORT_RANGE.start + index * size
+    start = random.randrange(size)
+    for offset in range(size):
+        port = first + (start + offset) % size
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port left in this worker's range")
