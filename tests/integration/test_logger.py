@@ -19,7 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +46,7 @@ from oye_shared.frames import FrameError, parse_frame
 from oye_shared.logquery import LogPage, LogQuery, LogQueryError, parse_reply
 from oye_shared.settings import Settings
 from oye_shared.subjects import Direction, EventKind, Subjects
+from tests.support.relay import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -225,13 +226,6 @@ async def all_pages(nc: Client, **query: Any) -> list[dict[str, Any]]:
         entries += [json.loads(e.model_dump_json(by_alias=True)) for e in result.entries]
         if not (cursor := result.next_cursor):
             return entries
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
-    """Wait for an effect outside this process (a child's commits), polling briefly."""
-    async with asyncio.timeout(within):
-        while not await check():  # noqa: ASYNC110 - another process's writes: no event
-            await asyncio.sleep(0.05)
 
 
 async def stored_frame_ids(settings: Settings) -> list[str]:
@@ -477,7 +471,7 @@ async def test_a_logger_killed_mid_stream_and_restarted_stores_every_frame_once(
     await ensure_consumer(nc.jetstream(), db_settings.stream_name, FAST)
     stream = asyncio.create_task(steady_stream(nc, 1500, per_second=600))
     with killed_at_exit(logger_process(db_settings)) as child:
-        await eventually(lambda: _has_rows(db_settings, 300))
+        await eventually(lambda: _has_rows(db_settings, 300), seconds=30)
         child.send_signal(signal.SIGKILL)
         child.wait()
     assert not stream.done(), "the stream should still be flowing when the logger dies"
@@ -585,7 +579,7 @@ async def test_the_running_logger_applies_retention(settings: Settings, nc: Clie
     async with logger_running(capped, retention_interval=0.1) as logger:
         ids = await publish(nc, messages)
         await logger.wait_inserted(10)
-        await eventually(lambda: _count_is(capped, 3), within=10)
+        await eventually(lambda: _count_is(capped, 3), seconds=10)
         assert [e.frame_id for e in (await page(nc)).entries] == ids[:-4:-1]
 
 
@@ -730,7 +724,7 @@ async def test_sigterm_commits_acknowledges_and_exits_within_seconds(
     await bus.ensure_traffic_stream(nc, settings)
     stream = asyncio.create_task(steady_stream(nc, 600, per_second=400))
     with killed_at_exit(logger_process(settings)) as child:
-        await eventually(lambda: _has_rows(settings, 100))
+        await eventually(lambda: _has_rows(settings, 100), seconds=30)
         child.send_signal(signal.SIGTERM)
         exit_code = await asyncio.wait_for(asyncio.to_thread(child.wait), timeout=8)
     await stream
