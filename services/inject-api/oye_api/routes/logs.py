@@ -131,15 +131,7 @@ LimitParam = Annotated[str | None, Query(description="page size, 1 to 1000 (defa
 CursorParam = Annotated[str | None, Query(description="nextCursor of the previous page")]
 
 
-@router.get(
-    "",
-    summary="Stored frames and events, newest first, a page at a time",
-    response_model=LogPage,
-    responses=RESPONSES,
-)
-async def get_logs(
-    nc: Nats,
-    subject: LogSubject,
+def log_filters(
     charge_point_id: ChargePointId = None,
     direction: DirectionParam = None,
     kind: KindParam = None,
@@ -147,23 +139,35 @@ async def get_logs(
     message_id: MessageIdParam = None,
     since: SinceParam = None,
     until: UntilParam = None,
-    limit: LimitParam = None,
     cursor: CursorParam = None,
+) -> dict[str, str | None]:
+    """The filters both routes take, by their names in a :class:`LogQuery`."""
+    return {
+        "chargePointId": charge_point_id,
+        "direction": direction,
+        "kind": kind,
+        "action": action,
+        "messageId": message_id,
+        "since": since,
+        "until": until,
+        "cursor": cursor,
+    }
+
+
+Filters = Annotated[dict[str, str | None], Depends(log_filters)]
+
+
+@router.get(
+    "",
+    summary="Stored frames and events, newest first, a page at a time",
+    response_model=LogPage,
+    responses=RESPONSES,
+)
+async def get_logs(
+    nc: Nats, subject: LogSubject, filters: Filters, limit: LimitParam = None
 ) -> Response:
     """One page; pass its `nextCursor` as `cursor` for the next (older) one."""
-    query = _query_from(
-        {
-            "chargePointId": charge_point_id,
-            "direction": direction,
-            "kind": kind,
-            "action": action,
-            "messageId": message_id,
-            "since": since,
-            "until": until,
-            "limit": limit,
-            "cursor": cursor,
-        }
-    )
+    query = _query_from({**filters, "limit": limit})
     if isinstance(query, JSONResponse):
         return query
     try:
@@ -179,35 +183,13 @@ async def get_logs(
     response_class=StreamingResponse,
     responses={200: {"content": {JSON_LINES: {}}}, **RESPONSES},
 )
-async def export_logs(
-    nc: Nats,
-    subject: LogSubject,
-    charge_point_id: ChargePointId = None,
-    direction: DirectionParam = None,
-    kind: KindParam = None,
-    action: ActionParam = None,
-    message_id: MessageIdParam = None,
-    since: SinceParam = None,
-    until: UntilParam = None,
-    cursor: CursorParam = None,
-) -> Response:
+async def export_logs(nc: Nats, subject: LogSubject, filters: Filters) -> Response:
     """The same filters as `GET /api/logs`, all pages, one entry per line.
 
     An error after the first page ends the transfer without the final chunk, so a client
     can tell a cut export from a complete one.
     """
-    query = _query_from(
-        {
-            "chargePointId": charge_point_id,
-            "direction": direction,
-            "kind": kind,
-            "action": action,
-            "messageId": message_id,
-            "since": since,
-            "until": until,
-            "cursor": cursor,
-        }
-    )
+    query = _query_from(filters)
     if isinstance(query, JSONResponse):
         return query
     query = export_query(query, query.cursor)
