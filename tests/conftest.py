@@ -32,6 +32,8 @@ def settings(nats_server: NatsServer, tmp_path: Path) -> Settings:
         bind_host="127.0.0.1",
         ocpp_port=free_port(),
         http_port=free_port(),
+        metrics_port=0,
+        logger_metrics_port=0,
         relay_id="relay-test",
         ping_interval=5.0,
         upstream_connect_timeout=2.0,

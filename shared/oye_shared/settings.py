@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     bind_host: str = "0.0.0.0"
     ocpp_port: Port = 9000
     http_port: Port = 8080
+    #: Prometheus metrics and health checks of the relay and of the logger (0: any free port).
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9100
+    logger_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9101
+    #: wss:// for chargers (security profile 2); a client CA also requires charger
+    #: certificates (profile 3). Re-read when the files change.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
     # The CSMS; unset means standalone.
     upstream_url: str | None = None
@@ -49,6 +57,8 @@ class Settings(BaseSettings):
     offline_id_tags: str = ""
     #: Amps per phase for every session while the CSMS is unreachable (unset: none).
     failsafe_limit: Annotated[float, Field(gt=0)] | None = None
+    #: How often a replayed message the CSMS rejects is sent again before it is set aside.
+    replay_attempts: Annotated[int, Field(ge=1, le=100)] = 3
 
     # NATS.
     nats_url: str | None = Field(
@@ -92,12 +102,20 @@ class Settings(BaseSettings):
             raise ValueError("must be a ws:// or wss:// URL")
         return value
 
-    @field_validator("upstream_ca_file")
+    @field_validator("upstream_ca_file", "tls_cert", "tls_key", "tls_client_ca")
     @classmethod
-    def _ca_file_readable(cls, value: Path | None) -> Path | None:
+    def _file_readable(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("OYE_TLS_CERT and OYE_TLS_KEY must be set together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("OYE_TLS_CLIENT_CA needs OYE_TLS_CERT and OYE_TLS_KEY")
+        return self
 
     @field_validator("nats_url")
     @classmethod
