@@ -15,6 +15,8 @@ Header                 Value
 ``Oye-Action``         the action; for a reply, the action of the call it answers
 ``Oye-Error``          for MALFORMED frames: why (see ``frames.FRAME_ERROR_REASONS``)
 ``Oye-Binary``         ``1`` when the frame arrived as a binary WebSocket message
+``Oye-Offline-Tx-Id``  on a queued 1.6 StartTransaction: the transaction id the
+                       proxy gave the charger (the offline replay queue only)
 =====================  =========================================================
 """
 
@@ -34,6 +36,7 @@ MESSAGE_ID = "Oye-Message-Id"
 ACTION = "Oye-Action"
 ERROR = "Oye-Error"
 BINARY = "Oye-Binary"
+OFFLINE_TRANSACTION_ID = "Oye-Offline-Tx-Id"
 NATS_MSG_ID = "Nats-Msg-Id"
 
 MALFORMED = "MALFORMED"

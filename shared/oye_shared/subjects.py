@@ -15,6 +15,8 @@ Subjects (``prefix`` is ``OYE_SUBJECT_PREFIX``, ``oye`` by default):
 ``{prefix}.events.{cp}.{kind}``        connection life, JSON body
 ``{prefix}.inject.{cp}``               request/reply: inject a CALL into a charger
 ``{prefix}.logs.query``                request/reply: query the stored log
+``{prefix}.replay.{cp}``               billing messages kept while the CSMS was
+                                       unreachable, in arrival order (its own stream)
 =====================================  ===============================================
 """
 
@@ -36,7 +38,7 @@ class Direction(StrEnum):
     INJECTION_REQUEST = "INJECTION_REQUEST"  # proxy -> charger, on behalf of the owner
     INJECTION_RESPONSE = "INJECTION_RESPONSE"  # charger -> proxy, never forwarded
     PROXY_RESPONSE = "PROXY_RESPONSE"  # proxy -> charger, answered in the CSMS's place
-    OFFLINE_REPLAY = "OFFLINE_REPLAY"  # proxy -> CSMS, queued while it was unreachable
+    OFFLINE_REPLAY = "OFFLINE_REPLAY"  # kept while the CSMS was away, replayed; and its answers
 
 
 class EventKind(StrEnum):
@@ -45,6 +47,8 @@ class EventKind(StrEnum):
     REPLACED = "replaced"
     UPSTREAM_UP = "upstream_up"
     UPSTREAM_DOWN = "upstream_down"
+    REPLAYED = "replayed"  # the offline queue reached the CSMS
+    REPLAY_REJECTED = "replay_rejected"  # a queued message the CSMS would not take
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -86,6 +90,13 @@ class Subjects:
 
     def inject(self, charge_point_id: str) -> str:
         return f"{self.prefix}.inject.{encode_token(charge_point_id)}"
+
+    def replay(self, charge_point_id: str) -> str:
+        return f"{self.prefix}.replay.{encode_token(charge_point_id)}"
+
+    @property
+    def all_replay(self) -> str:
+        return f"{self.prefix}.replay.>"
 
     @property
     def all_frames(self) -> str:

@@ -28,6 +28,7 @@ from typing import Any, Self
 from urllib.parse import unquote
 
 import ocpp.messages
+from ocpp.exceptions import InternalError
 from ocpp.v16 import call_result as result16
 from ocpp.v21 import call_result as result21
 from ocpp.v201 import call_result as result201
@@ -134,6 +135,10 @@ class CsmsServer:
         self.response_timeout = response_timeout
         self.boot_status = boot_status
         self.heartbeat_interval = heartbeat_interval
+        #: Actions answered with a CALLERROR (InternalError), to play a CSMS in trouble.
+        self.failing: set[str] = set()
+        #: The idTagInfo status of every StartTransaction answer.
+        self.start_status = "Accepted"
         self.handshakes: list[Handshake] = []
         self.chargers: dict[str, list[ChargerHandle]] = {}
         self._transaction_ids = itertools.count(first_transaction_id)
@@ -302,6 +307,11 @@ class _CsmsPeer:
     def _now(self) -> str:
         return utc_iso(utc_now())
 
+    async def _handle_call(self, msg: Any) -> Any:
+        if msg.action in self.csms.failing:
+            raise InternalError(description=f"{msg.action} failed on purpose (test)")
+        return await super()._handle_call(msg)  # type: ignore[misc]
+
 
 class Csms16(_CsmsPeer, Ocpp16Peer):
     """The CSMS side of a 1.6 connection."""
@@ -322,7 +332,8 @@ class Csms16(_CsmsPeer, Ocpp16Peer):
     @on("StartTransaction")
     def on_start_transaction(self, **_: Any) -> Any:
         return result16.StartTransaction(
-            transaction_id=self.csms.next_transaction_id(), id_tag_info={"status": "Accepted"}
+            transaction_id=self.csms.next_transaction_id(),
+            id_tag_info={"status": self.csms.start_status},
         )
 
     @on("StopTransaction")

@@ -69,3 +69,5 @@ class Health(_Body):
     relays: int | None = None
     #: Chargers ONLINE on a live relay (None if KV could not be read).
     chargers: int | None = None
+    #: Messages kept for CSMSs that were unreachable, not replayed yet (None: unknown).
+    replay_backlog: int | None = None

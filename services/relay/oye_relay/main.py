@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from oye_relay.offline_queue import ReplayStore
 from oye_relay.publisher import Publisher
 from oye_relay.server import Relay
 from oye_relay.takeover import follow_takeovers
@@ -63,6 +64,8 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
         relay.limits_kv = await open_bucket(
             nc.jetstream(), bucket_config(settings.subject_prefix, LIMITS_BUCKET)
         )
+        # Before taking chargers' traffic off NATS: their offline queues must be readable.
+        relay.replay_store = await ReplayStore.open(nc, settings.subject_prefix)
         await relay.attach_bus(nc)
         await follow_takeovers(nc, relay.subjects, settings.relay_id, relay.sessions)
         await bus.ensure_traffic_stream(nc, settings)

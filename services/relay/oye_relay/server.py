@@ -32,11 +32,13 @@ from oye_relay.admission import (
 from oye_relay.authorization import OfflineAuthorization
 from oye_relay.fleet import FleetState
 from oye_relay.live_config import LiveConfig
+from oye_relay.offline_queue import NATS_TIMEOUT, ChargerQueue, NatsTrouble, ReplayStore
 from oye_relay.publisher import Publisher
 from oye_relay.session import REPLACED_REASON, ChargerSession
 from oye_relay.tracker import ChargerTracker
 from oye_relay.traffic import TrafficTap
 from oye_relay.transaction_ids import TransactionIds
+from oye_relay.transaction_map import TransactionMap
 from oye_relay.upstream import (
     UpstreamOptions,
     UpstreamRefused,
@@ -46,6 +48,7 @@ from oye_relay.upstream import (
 from oye_shared.headers import now_rfc3339
 from oye_shared.kv import get_entry
 from oye_shared.limits import LimitIds, stored_max_power
+from oye_shared.replay import Backlog
 from oye_shared.settings import Settings
 from oye_shared.state import OCPP_VERSIONS, ChargerState, ChargerStatus
 from oye_shared.subjects import EventKind, Subjects, kv_key
@@ -66,6 +69,9 @@ class Handshake:
     user_agent: str | None
     upstream_options: UpstreamOptions | None = None
     upstream: ClientConnection | None = None
+    #: What an earlier connection left for the CSMS (offline replay), read meanwhile.
+    backlog: Backlog | None = None
+    transaction_map: TransactionMap | None = None
 
 
 class Relay:
@@ -84,6 +90,8 @@ class Relay:
         self.limits_kv: KeyValue | None = None
         self.limit_ids = LimitIds(settings.limit_profile_id, settings.limit_stack_level)
         self.transaction_ids = TransactionIds()
+        #: The offline replay queues and 1.6 transaction maps, once NATS is there.
+        self.replay_store: ReplayStore | None = None
         self.fleet = FleetState(
             settings.relay_id, settings.subject_prefix, lambda: len(self.sessions)
         )
@@ -111,7 +119,8 @@ class Relay:
         return config.default_id_tag if config.auto_charge_enabled else None
 
     def serve(self) -> Any:
-        """The websockets server (an async context manager)."""
+        """The websockets server (an async context manager); ``wss://`` when
+        ``OYE_TLS_CERT`` is set (raises ``ChargerTLSError`` if the files do not load)."""
         return serve(
             self._handle,
             self.settings.bind_host,
@@ -143,6 +152,8 @@ class Relay:
         )
         handshake.upstream_options = self.upstream_options
         if handshake.upstream_options is not None:
+            # Read during the CSMS's handshake, so no frame ever waits for it.
+            replay_state = asyncio.create_task(self._replay_state(handshake))
             try:
                 handshake.upstream = await open_upstream(
                     handshake.upstream_options,
@@ -159,8 +170,25 @@ class Relay:
                     log.warning("%r: CSMS unreachable (%s); refusing the charger", found, exc)
                     return connection.respond(503, "CSMS unreachable; try again later\n")
                 log.warning("%r: CSMS unreachable at connect (%s); accepting", found, exc)
+            finally:
+                await replay_state
         self._handshakes[connection] = handshake
         return None
+
+    async def _replay_state(self, handshake: Handshake) -> None:
+        """The charger's offline queue depth and transaction map, if NATS can tell."""
+        store = self.replay_store
+        if store is None:
+            return
+        cp = handshake.charge_point_id
+        try:
+            async with asyncio.timeout(NATS_TIMEOUT):
+                handshake.backlog = await store.backlog(cp)
+                handshake.transaction_map = await store.transaction_map(cp)
+        except (*NatsTrouble, ValueError) as exc:
+            log.warning("%r: cannot read the offline replay queue now: %r", cp, exc)
+        if handshake.backlog is not None and handshake.backlog.depth:
+            log.info("%r: %d message(s) wait for the CSMS", cp, handshake.backlog.depth)
 
     @staticmethod
     def _pass_back(connection: ServerConnection, refusal: UpstreamRefused) -> Response:
@@ -255,6 +283,14 @@ class Relay:
             limit_ids=self.limit_ids,
             failsafe_limit=self.settings.failsafe_limit,
             stored_limit=lambda: self.stored_limit(cp),
+            queue=ChargerQueue(
+                cp,
+                lambda: self.replay_store,
+                backlog=handshake.backlog,
+                subprotocol=charger.subprotocol or "",
+            ),
+            transaction_map=handshake.transaction_map,
+            replay_attempts=self.settings.replay_attempts,
             offline_authorization=OfflineAuthorization(
                 allowed=self.settings.offline_id_tag_set,
                 auto_charge=lambda: self.live_config.config.auto_charge_enabled,

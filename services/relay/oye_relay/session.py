@@ -28,10 +28,13 @@ from oye_relay.inject_endpoint import InjectEndpoint
 from oye_relay.injection import Injector
 from oye_relay.lane import CallLane, LaneCall, Origin, Reply
 from oye_relay.offline import offline_answer
+from oye_relay.offline_queue import ChargerQueue, NatsTrouble, QueuedCall
+from oye_relay.replay_rules import Verdict, is_kept, judge_answer, replay_text
 from oye_relay.reports import FollowUps
 from oye_relay.tracker import ChargerTracker
 from oye_relay.traffic import TrafficTap, inspect, track
 from oye_relay.transaction_ids import TransactionIds
+from oye_relay.transaction_map import TransactionMap
 from oye_relay.upstream import (
     DELIBERATE_CLOSE_CODES,
     Backoff,
@@ -40,6 +43,7 @@ from oye_relay.upstream import (
     UpstreamUnreachable,
     open_upstream,
 )
+from oye_shared.bus import cancellation_checkpoint
 from oye_shared.frames import Frame, FrameError, MessageType, parse_frame
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest
 from oye_shared.limits import LimitIds, clear_may_remove_ours, clear_profile, set_profile
@@ -101,6 +105,9 @@ class ChargerSession:
         limit_ids: LimitIds | None = None,
         failsafe_limit: float | None = None,
         stored_limit: Callable[[], Awaitable[float | None]] = _no_stored_limit,
+        queue: ChargerQueue | None = None,
+        transaction_map: TransactionMap | None = None,
+        replay_attempts: int = 3,
     ) -> None:
         self.charger = charger
         self.charge_point_id = charge_point_id
@@ -148,6 +155,27 @@ class ChargerSession:
         self.transaction_ids = transaction_ids
         self.authorization = authorization
         self._state_changed = on_state_change
+        # The offline replay: what the CSMS missed while it was unreachable.
+        self.queue = queue
+        self.transaction_map = transaction_map or TransactionMap()
+        self.replay_attempts = replay_attempts
+        #: True while the queue is replayed: the charger's CALLs are still answered here.
+        self._replaying = upstream is not None and self._has_backlog()
+        self._replay_answers: dict[str, tuple[str, asyncio.Future[tuple[Frame, str]]]] = {}
+
+    @property
+    def replay_backlog(self) -> int:
+        """Messages waiting to be replayed to the CSMS (for metrics)."""
+        return self.queue.depth if self.queue is not None else 0
+
+    @property
+    def replay_oldest(self) -> float | None:
+        """When the oldest of them arrived, epoch seconds (for metrics)."""
+        return self.queue.oldest if self.queue is not None else None
+
+    @property
+    def version(self) -> str | None:
+        return OCPP_VERSIONS.get(self.subprotocol or "")
 
     @property
     def subprotocol(self) -> str | None:
@@ -304,22 +332,30 @@ class ChargerSession:
             and frame.payload.get("status") == "Accepted"
         )
 
-    async def _answer_here(self, frame: Frame) -> None:
-        """Answer a charger CALL in the CSMS's place, as its offline answer."""
+    async def _answer_here(self, frame: Frame, *, keep: str | bytes | None = None) -> None:
+        """Answer a charger CALL in the CSMS's place, as its offline answer.
+
+        ``keep``: the CALL as it arrived, to be kept for the CSMS if it needs it later.
+        """
         assert frame.action is not None
-        version = OCPP_VERSIONS.get(self.subprotocol or "", "2.0.1")
+        version = self.version or "2.0.1"
+        transaction_id = self.transaction_ids.next() if frame.action == "StartTransaction" else None
         answer = offline_answer(
             version,
             frame.action,
             frame.payload,
             now=datetime.now(UTC),
             heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
-            transaction_id=self.transaction_ids.next()
-            if frame.action == "StartTransaction"
-            else None,
+            transaction_id=transaction_id,
             authorize=self.offline_authorization,
         )
         text = answer.frame(frame.message_id)
+        if keep is not None and self._keeps_for_csms(version, frame):
+            # Stored before the charger is answered: once answered, it keeps nothing back.
+            assert self.queue is not None
+            await self.queue.append(
+                _text(keep), action=frame.action, offline_transaction_id=transaction_id
+            )
         if text is None:
             return
         answer_frame = parse_frame(text)
@@ -334,15 +370,18 @@ class ChargerSession:
 
     async def _send_upstream(self, message: str | bytes, parsed: Frame | FrameError) -> None:
         upstream = self.upstream
-        if upstream is not None:
+        is_call = isinstance(parsed, Frame) and parsed.is_call
+        if upstream is not None and not (self._replaying and is_call):
+            if self.transaction_map and isinstance(parsed, Frame):
+                message = self.transaction_map.towards_csms(parsed, _text(message))
             try:
                 await upstream.send(message)
                 return
             except ConnectionClosed:
                 log.warning("%r: CSMS dropped while forwarding a frame", self.charge_point_id)
-        # No CSMS (standalone, or unreachable now): answer its CALLs in its place.
+        # No CSMS (standalone, unreachable now, or still catching up): answer in its place.
         if isinstance(parsed, Frame) and parsed.is_call:
-            await self._answer_here(parsed)
+            await self._answer_here(parsed, keep=message)
 
     async def _keep_upstream(self) -> None:
         """Pump CSMS -> charger; reconnect a dropped CSMS while the charger stays."""
@@ -354,7 +393,13 @@ class ChargerSession:
                 return
             assert self.upstream is not None
             upstream = self.upstream
-            await self._pump_upstream(upstream)
+            replay = self._start_replay(upstream)
+            try:
+                await self._pump_upstream(upstream)
+            finally:
+                self._replaying = False
+                if replay is not None:
+                    await _stop(replay)
             if self.charger.state is not State.OPEN:
                 return  # the charger is gone; run() closes the upstream
             self.upstream = None
@@ -441,6 +486,7 @@ class ChargerSession:
                     await self.charger.close(1002, "CSMS no longer speaks this subprotocol")
                     return False
                 self.upstream = upstream
+                self._replaying = self._has_backlog()  # before any new CALL is forwarded
                 self._upstream_ready.set()
                 self._set_upstream_state("up")
                 backoff.reset()
@@ -453,12 +499,16 @@ class ChargerSession:
         with contextlib.suppress(ConnectionClosed):
             async for message in upstream:
                 parsed = inspect(message)
+                if isinstance(parsed, Frame) and self._answers_replay(parsed, message):
+                    continue
                 action = track(parsed, self.csms_calls, self.charger_calls)
                 self.tap.frame(Direction.DOWNSTREAM, message, parsed, action=action)
                 if isinstance(parsed, Frame) and self.tracker.to_charger(parsed):
                     self._state_changed(self.tracker.state)
                 if isinstance(parsed, Frame) and parsed.is_call and parsed.action is not None:
                     self._watch_clear(parsed)
+                    if self.transaction_map:
+                        message = self.transaction_map.towards_charger(parsed, _text(message))
                     call = LaneCall(
                         message_id=parsed.message_id,
                         action=parsed.action,
@@ -472,6 +522,128 @@ class ChargerSession:
                 await self.charger.send(message)
                 if isinstance(parsed, Frame) and self._boot_accepted(action, parsed):
                     self._reapply_limit("boot accepted by the CSMS")
+
+    # The offline replay.
+
+    def _has_backlog(self) -> bool:
+        return self.queue is not None and self.queue.depth > 0
+
+    def _keeps_for_csms(self, version: str, frame: Frame) -> bool:
+        """A configured CSMS missed this CALL and needs it later (billing, history)."""
+        return (
+            self.queue is not None and self.upstream_options is not None and is_kept(version, frame)
+        )
+
+    def _start_replay(self, upstream: ClientConnection) -> asyncio.Task[None] | None:
+        if not self._replaying:
+            return None
+        return asyncio.create_task(self._replay(upstream), name=f"replay {self.charge_point_id!r}")
+
+    async def _replay(self, upstream: ClientConnection) -> None:
+        """Send the CSMS what it missed, one call at a time, then forward again."""
+        assert self.queue is not None
+        queue = self.queue
+        log.info("%r: replaying %d kept message(s) to the CSMS", self.charge_point_id, queue.depth)
+        replayed = 0
+        while True:
+            begun = queue.appends_begun
+            try:
+                call = await queue.first()
+                if call is not None:
+                    await self._replay_one(upstream, call)
+                    await queue.remove(call)
+                    replayed += 1
+                    continue
+            except ConnectionClosed:
+                return  # the CSMS is gone again; the next connection replays the rest
+            except (ConnectionError, *NatsTrouble) as exc:
+                log.warning("%r: replay waits for NATS (%r)", self.charge_point_id, exc)
+                await asyncio.sleep(1.0)
+                continue
+            finally:
+                cancellation_checkpoint()
+            if queue.settled and queue.appends_begun == begun:
+                break  # empty, and nothing came meanwhile: forward from the next frame on
+            await queue.wait_settled()
+        self._replaying = False
+        log.info("%r: replay done (%d message(s))", self.charge_point_id, replayed)
+        self.tap.event(EventKind.REPLAYED, messages=replayed)
+
+    async def _replay_one(self, upstream: ClientConnection, call: QueuedCall) -> None:
+        version = self.version or "2.0.1"
+        try:
+            original = parse_frame(call.text)
+        except FrameError as error:  # not ours: something else published on the subject
+            self.tap.event(EventKind.REPLAY_REJECTED, reason=error.detail, frame=call.text)
+            return
+        action = original.action or ""
+        for attempt in range(1, self.replay_attempts + 1):
+            # Rewritten at each attempt: an earlier replay may have taught the map an id.
+            text = self.transaction_map.towards_csms(original, call.text)
+            text = replay_text(version, parse_frame(text), text)
+            sent = parse_frame(text)
+            waiter: asyncio.Future[tuple[Frame, str]] = asyncio.get_running_loop().create_future()
+            self._replay_answers[sent.message_id] = (action, waiter)
+            self.tap.frame(Direction.OFFLINE_REPLAY, text, sent)
+            try:
+                await upstream.send(text)
+                async with asyncio.timeout(self.call_timeout):
+                    answer, answer_text = await waiter
+            except TimeoutError:
+                answer, answer_text = None, None
+            finally:
+                self._replay_answers.pop(sent.message_id, None)
+            judged = judge_answer(action, answer)
+            if judged.csms_transaction_id is not None and call.offline_transaction_id:
+                await self._learn_transaction(
+                    call.offline_transaction_id, judged.csms_transaction_id
+                )
+            if judged.verdict is Verdict.TAKEN:
+                return
+            if judged.verdict is Verdict.REFUSED or attempt == self.replay_attempts:
+                break
+            log.warning(
+                "%r: replayed %s not taken (%s); attempt %d of %d",
+                self.charge_point_id,
+                action,
+                judged.reason,
+                attempt,
+                self.replay_attempts,
+            )
+            await asyncio.sleep(min(0.5 * 2**attempt, 10.0))
+        log.warning("%r: replayed %s set aside: %s", self.charge_point_id, action, judged.reason)
+        self.tap.event(
+            EventKind.REPLAY_REJECTED,
+            action=action,
+            messageId=original.message_id,
+            reason=judged.reason,
+            attempts=attempt,
+            queuedAt=call.time,
+            frame=text,
+            answer=answer_text,
+        )
+
+    async def _learn_transaction(self, ours: int, csms: int) -> None:
+        log.info("%r: transaction %d is %d at the CSMS", self.charge_point_id, ours, csms)
+        self.transaction_map.add(ours, csms)
+        assert self.queue is not None
+        try:
+            await self.queue.save_transaction_map(self.transaction_map)
+        except (ConnectionError, *NatsTrouble) as exc:  # kept in memory; saved with the next
+            log.warning("%r: could not save the transaction map: %r", self.charge_point_id, exc)
+
+    def _answers_replay(self, frame: Frame, message: str | bytes) -> bool:
+        """Take the CSMS's answer to a replayed CALL (the charger was answered long ago)."""
+        if not frame.is_reply:
+            return False
+        waiting = self._replay_answers.get(frame.message_id)
+        if waiting is None:
+            return False
+        action, waiter = waiting
+        self.tap.frame(Direction.OFFLINE_REPLAY, message, frame, action=action)
+        if not waiter.done():
+            waiter.set_result((frame, _text(message)))
+        return True
 
     def _watch_clear(self, frame: Frame) -> None:
         version = OCPP_VERSIONS.get(self.subprotocol or "")
@@ -538,3 +710,14 @@ class ChargerSession:
                 detail=NOT_CONNECTED,
             )
         return reply
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a helper task and wait for it; its failure is logged, not raised."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.exception("%s failed", task.get_name())

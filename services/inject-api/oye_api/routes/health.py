@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from oye_api.deps import State
 from oye_api.fleet import all_chargers, live_relays
 from oye_api.models import Health
+from oye_shared.replay import total_backlog
 from oye_shared.state import ChargerStatus
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ async def health(state: State) -> JSONResponse:
                 chargers = await all_chargers(state.buckets, live)
             body.relays = len(live)
             body.chargers = sum(charger.status is ChargerStatus.ONLINE for charger in chargers)
+            body.replay_backlog = await total_backlog(
+                state.nc.jetstream(), state.settings.subject_prefix
+            )
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("health: cannot read KV: %s", exc)
             body.status = "degraded"

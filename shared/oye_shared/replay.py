@@ -1,0 +1,73 @@
+"""Where the offline replay queue lives on NATS, and how any service reads its backlog.
+
+While a configured CSMS is unreachable the relay answers the charger itself and keeps the
+messages the CSMS needs for billing and history in a JetStream stream, one subject per
+charger (``{prefix}.replay.{cp}``), in arrival order. When the CSMS is back, the relay
+that holds the charger replays that subject and deletes each message once the CSMS has
+answered it. The 1.6 transaction ids the CSMS gives replayed StartTransactions are kept in
+the ``{P}_txmap`` bucket (``kv_key(cp)`` -> ``{"<proxy id>": <CSMS id>, ...}``).
+
+Messages have no age limit: a queue waits for its CSMS however long it takes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from oye_shared import headers as h
+from oye_shared.subjects import Subjects
+
+TXMAP_BUCKET = "txmap"
+
+
+def replay_stream_name(prefix: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", prefix).upper() + "_REPLAY"
+
+
+def replay_stream_config(prefix: str) -> StreamConfig:
+    return StreamConfig(
+        name=replay_stream_name(prefix),
+        subjects=[Subjects(prefix).all_replay],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """A charger's queue: how many messages, and when the oldest arrived (RFC 3339)."""
+
+    depth: int = 0
+    oldest: str | None = None
+
+
+async def charger_backlog(js: JetStreamContext, prefix: str, charge_point_id: str) -> Backlog:
+    """The backlog of one charger (two requests when it has one, one otherwise)."""
+    subject = Subjects(prefix).replay(charge_point_id)
+    stream = replay_stream_name(prefix)
+    try:
+        info = await js.stream_info(stream, subjects_filter=subject)
+    except NotFoundError:
+        return Backlog()
+    depth = (info.state.subjects or {}).get(subject, 0)
+    if depth == 0:
+        return Backlog()
+    try:
+        first = await js.get_msg(stream, seq=1, subject=subject, next=True)
+    except NotFoundError:  # replayed meanwhile
+        return Backlog()
+    return Backlog(depth, (first.headers or {}).get(h.TIME))
+
+
+async def total_backlog(js: JetStreamContext, prefix: str) -> int:
+    """Messages waiting in every charger's queue."""
+    try:
+        info = await js.stream_info(replay_stream_name(prefix))
+    except NotFoundError:
+        return 0
+    return info.state.messages
