@@ -21,7 +21,7 @@ from oye_relay.transaction_ids import FIRST
 from oye_shared.replay import charger_backlog
 from oye_shared.settings import Settings
 from tests.peers.csms import ChargerHandle, CsmsServer
-from tests.support.relay import Watcher, event_body, relay_running, watching
+from tests.support.relay import Watcher, event_body, eventually, relay_running, watching
 from tests.support.stack import stack_running
 
 pytestmark = pytest.mark.integration
@@ -395,3 +395,31 @@ async def test_the_api_shows_the_backlog_per_charger_and_in_total(
             detail = (await api.get("/api/chargers/CP-R8")).json()
             assert (detail["replayBacklog"], detail["replayOldest"]) == (0, None)
             assert (await api.get("/health")).json()["replayBacklog"] == 0
+
+
+async def test_a_charger_back_after_its_csms_has_its_queue_replayed_before_anything_new(
+    settings: Settings, nc: Client
+) -> None:
+    """The queue is found at the next connect (read during the CSMS's handshake)."""
+    async with csms_and_relay(settings) as (csms, relay), watching(nc, "oye.>") as bus:
+        async with SimulatedCharger(relay.url("CP-R9"), "CP-R9", version="1.6") as charger:
+            await charger.boot()
+            await csms_goes_down(csms, bus)
+            ours = (await charger.start_transaction(1, "TAG-1", meter_start=0)).transaction_id
+            await charger.stop_transaction(ours, meter_stop=50)
+        await csms.start()
+        async with SimulatedCharger(relay.url("CP-R9"), "CP-R9", version="1.6") as charger:
+            await charger.boot()
+            async with asyncio.timeout(5):
+                handle = await csms.wait_for_charger("CP-R9")
+
+            async def all_three() -> bool:
+                return len(received_calls(handle)) == 3
+
+            await eventually(all_three)
+            assert [a for a, _ in received_calls(handle)] == [
+                "StartTransaction",
+                "StopTransaction",
+                "BootNotification",
+            ]
+            assert received_calls(handle)[1][1]["transactionId"] == CSMS_FIRST_ID
