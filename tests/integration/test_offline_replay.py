@@ -18,8 +18,10 @@ from nats.aio.client import Client
 
 from oye_cli.simulator.charger import SimulatedCharger, charger_url
 from oye_relay.transaction_ids import FIRST
+from oye_shared import headers as h
 from oye_shared.replay import charger_backlog
 from oye_shared.settings import Settings
+from tests.conftest import free_port
 from tests.peers.csms import ChargerHandle, CsmsServer
 from tests.support.relay import Watcher, event_body, eventually, relay_running, watching
 from tests.support.stack import stack_running
@@ -267,6 +269,12 @@ async def test_a_refused_replayed_start_is_reported_and_not_sent_twice(
         assert calls[1][1]["transactionId"] == CSMS_FIRST_ID  # still its own transaction
 
 
+def meter_values_of(transaction_id: int, wh: str) -> call16.MeterValues:
+    """A MeterValues naming a transaction the (new) simulator instance does not know."""
+    sample = {"timestamp": "2026-01-01T00:00:00Z", "sampled_value": [{"value": wh}]}
+    return call16.MeterValues(connector_id=1, transaction_id=transaction_id, meter_value=[sample])
+
+
 # -- a relay killed during the outage ------------------------------------------------------
 
 
@@ -337,18 +345,7 @@ async def test_a_relay_killed_during_the_outage_loses_and_doubles_nothing(
             async with relay_process(configured):
                 charger = await connect_when_listening(url, cp)
                 charger.peer  # noqa: B018 - connected
-                await charger.call(
-                    call16.MeterValues(
-                        connector_id=1,
-                        transaction_id=ours,
-                        meter_value=[
-                            {
-                                "timestamp": "2026-01-01T00:00:00Z",
-                                "sampled_value": [{"value": "30"}],
-                            }
-                        ],
-                    )
-                )
+                await charger.call(meter_values_of(ours, "30"))
                 await charger.call(
                     call16.StopTransaction(
                         meter_stop=40, timestamp="2026-01-01T00:00:01Z", transaction_id=ours
@@ -423,3 +420,30 @@ async def test_a_charger_back_after_its_csms_has_its_queue_replayed_before_anyth
                 "BootNotification",
             ]
             assert received_calls(handle)[1][1]["transactionId"] == CSMS_FIRST_ID
+
+
+async def test_another_relay_that_takes_the_charger_over_replays_its_queue(
+    settings: Settings, nc: Client
+) -> None:
+    async with CsmsServer(first_transaction_id=CSMS_FIRST_ID) as csms:
+        first = settings.model_copy(update={"upstream_url": csms.url, "offline_id_tags": TAGS})
+        second = first.model_copy(update={"ocpp_port": free_port(), "relay_id": "relay-other"})
+        async with (
+            relay_running(first) as first_relay,
+            relay_running(second) as second_relay,
+            watching(nc, "oye.>") as bus,
+        ):
+            async with SimulatedCharger(first_relay.url("CP-RA"), "CP-RA") as charger:
+                await charger.boot()
+                await csms_goes_down(csms, bus)
+                ours = (await charger.start_transaction(1, "TAG-1", meter_start=0)).transaction_id
+            await csms.start()
+            async with SimulatedCharger(second_relay.url("CP-RA"), "CP-RA") as charger:
+                done = await bus.wait_for(lambda m: m.subject.endswith(".replayed"), seconds=20)
+                assert (done.headers or {})[h.RELAY] == "relay-other"
+                await charger.call(meter_values_of(ours, "5"))
+                async with asyncio.timeout(5):
+                    handle = await csms.wait_for_charger("CP-RA")
+                calls = received_calls(handle)
+                assert [a for a, _ in calls] == ["StartTransaction", "MeterValues"]
+                assert calls[1][1]["transactionId"] == CSMS_FIRST_ID != ours
