@@ -27,9 +27,10 @@ from oye_relay.calls import PendingCalls
 from oye_relay.inject_endpoint import InjectEndpoint
 from oye_relay.injection import Injector
 from oye_relay.lane import CallLane, LaneCall, Origin, Reply
+from oye_relay.limit_keeper import LimitKeeper, is_accepted_boot, no_stored_limit
 from oye_relay.offline import offline_answer
-from oye_relay.offline_queue import ChargerQueue, NatsTrouble, QueuedCall
-from oye_relay.replay_rules import Verdict, is_kept, judge_answer, replay_text
+from oye_relay.offline_queue import ChargerQueue
+from oye_relay.replayer import Replayer
 from oye_relay.reports import FollowUps
 from oye_relay.tracker import ChargerTracker
 from oye_relay.traffic import TrafficTap, inspect, track
@@ -43,10 +44,9 @@ from oye_relay.upstream import (
     UpstreamUnreachable,
     open_upstream,
 )
-from oye_shared.bus import cancellation_checkpoint
-from oye_shared.frames import Frame, FrameError, MessageType, parse_frame
+from oye_shared.frames import Frame, FrameError, parse_frame
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest
-from oye_shared.limits import LimitIds, clear_may_remove_ours, clear_profile, set_profile
+from oye_shared.limits import LimitIds
 from oye_shared.state import OCPP_VERSIONS, ChargerState
 from oye_shared.subjects import Direction, EventKind, Subjects
 
@@ -55,13 +55,6 @@ log = logging.getLogger(__name__)
 REPLACED_REASON = "replaced by a new connection"
 NOT_CONNECTED = "the charger disconnected before it answered"
 DEFAULT_HEARTBEAT_INTERVAL = 300
-#: After a connect, how long to wait for the charger's first CALL before re-applying the
-#: persistent limit anyway (a first BootNotification leaves it to the boot's answer).
-LIMIT_CONNECT_GRACE = 5.0
-
-
-async def _no_stored_limit() -> float | None:
-    return None
 
 
 def _text(message: str | bytes) -> str:
@@ -104,7 +97,7 @@ class ChargerSession:
         auto_charge_tag: Callable[[], str | None],
         limit_ids: LimitIds | None = None,
         failsafe_limit: float | None = None,
-        stored_limit: Callable[[], Awaitable[float | None]] = _no_stored_limit,
+        stored_limit: Callable[[], Awaitable[float | None]] = no_stored_limit,
         queue: ChargerQueue | None = None,
         transaction_map: TransactionMap | None = None,
         replay_attempts: int = 3,
@@ -120,14 +113,16 @@ class ChargerSession:
         self.auto_charge_tag = auto_charge_tag
         # The relay's own injections (automatic starts, limits), cancelled at the end.
         self._auto_starts: set[asyncio.Task[Any]] = set()
-        self.limit_ids = limit_ids
-        self.failsafe_limit = failsafe_limit
-        self._failsafe_applied = False
-        self.stored_limit = stored_limit
-        self._first_call = asyncio.Event()
-        self._first_action: str | None = None
-        # CSMS ClearChargingProfile calls that may remove the persistent limit.
-        self._limit_clears: set[str] = set()
+        self.limits = LimitKeeper(
+            charge_point_id=charge_point_id,
+            version=lambda: self.version,
+            inject=self.inject,
+            spawn=self._track,
+            ended=lambda: self.ended,
+            limit_ids=limit_ids,
+            failsafe_limit=failsafe_limit,
+            stored_limit=stored_limit,
+        )
         self.user_agent = user_agent
         self.backoff_max = backoff_max
         self.close_when_offline = close_when_offline
@@ -155,23 +150,29 @@ class ChargerSession:
         self.transaction_ids = transaction_ids
         self.authorization = authorization
         self._state_changed = on_state_change
-        # The offline replay: what the CSMS missed while it was unreachable.
-        self.queue = queue
+        # What the CSMS missed while it was unreachable, and its 1.6 transaction ids.
         self.transaction_map = transaction_map or TransactionMap()
-        self.replay_attempts = replay_attempts
-        #: True while the queue is replayed: the charger's CALLs are still answered here.
-        self._replaying = upstream is not None and self._has_backlog()
-        self._replay_answers: dict[str, tuple[str, asyncio.Future[tuple[Frame, str]]]] = {}
+        self.replayer = Replayer(
+            charge_point_id=charge_point_id,
+            queue=queue,
+            transaction_map=self.transaction_map,
+            tap=tap,
+            version=lambda: self.version,
+            call_timeout=call_timeout,
+            attempts=replay_attempts,
+        )
+        if upstream is not None:
+            self.replayer.connected()  # a queue left by an earlier connection goes first
 
     @property
     def replay_backlog(self) -> int:
         """Messages waiting to be replayed to the CSMS (for metrics)."""
-        return self.queue.depth if self.queue is not None else 0
+        return self.replayer.backlog
 
     @property
     def replay_oldest(self) -> float | None:
         """When the oldest of them arrived, epoch seconds (for metrics)."""
-        return self.queue.oldest if self.queue is not None else None
+        return self.replayer.oldest
 
     @property
     def version(self) -> str | None:
@@ -187,7 +188,7 @@ class ChargerSession:
             self._keep_upstream(), name=f"upstream {self.charge_point_id!r}"
         )
         lane_task = asyncio.create_task(self._run_lane(), name=f"lane {self.charge_point_id!r}")
-        self._track(self._limit_after_connect())
+        self._track(self.limits.after_connect())
         try:
             await self._pump_charger()
         finally:
@@ -217,9 +218,8 @@ class ChargerSession:
             async for message in self.charger:
                 parsed = inspect(message)
                 if isinstance(parsed, Frame):
-                    if parsed.is_call and not self._first_call.is_set():
-                        self._first_action = parsed.action
-                        self._first_call.set()
+                    if parsed.is_call:
+                        self.limits.charger_called(parsed.action)
                     if self.tracker.from_charger(parsed):
                         self._state_changed(self.tracker.state)
                     if await self._handled_here(parsed, message):
@@ -227,8 +227,8 @@ class ChargerSession:
                 action = track(parsed, self.charger_calls, self.csms_calls)
                 self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
                 await self._send_upstream(message, parsed)
-                if isinstance(parsed, Frame) and self._limit_removed(parsed):
-                    self._reapply_limit("the CSMS cleared it")
+                if isinstance(parsed, Frame) and parsed.is_reply:
+                    self.limits.charger_replied(parsed)
                 if self.upstream is None and isinstance(parsed, Frame):
                     self._start_automatically(parsed)
 
@@ -282,56 +282,6 @@ class ChargerSession:
         self._auto_starts.add(task)
         task.add_done_callback(self._auto_starts.discard)
 
-    # The persistent limit.
-
-    def _reapply_limit(self, why: str) -> None:
-        if self.limit_ids is not None and not self.ended:
-            self._track(self._apply_stored_limit(why))
-
-    async def _apply_stored_limit(self, why: str) -> InjectReply | None:
-        """Send the stored charger-wide limit through the lane (its answer is swallowed)."""
-        version = OCPP_VERSIONS.get(self.subprotocol or "")
-        if self.limit_ids is None or version is None:
-            return None
-        try:
-            limit = await self.stored_limit()
-        except Exception as exc:  # NATS down: the next connect or boot tries again
-            log.warning("%r: cannot read the stored limit: %r", self.charge_point_id, exc)
-            return None
-        if limit is None or self.ended:
-            return None
-        log.info("%r: re-applying the limit of %g A (%s)", self.charge_point_id, limit, why)
-        reply = await self.inject(set_profile(version, self.limit_ids, max_power=limit))
-        log.info("%r: the limit got %s", self.charge_point_id, reply.outcome)
-        return reply
-
-    async def _limit_after_connect(self) -> None:
-        """Re-apply at connect, unless the charger boots first (then the boot's answer does)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(LIMIT_CONNECT_GRACE):
-                await self._first_call.wait()
-        if self._first_action != "BootNotification":
-            self._reapply_limit("connected")
-
-    def _boot_accepted(self, action: str | None, frame: Frame) -> bool:
-        return (
-            action == "BootNotification"
-            and frame.message_type is MessageType.CALLRESULT
-            and isinstance(frame.payload, dict)
-            and frame.payload.get("status") == "Accepted"
-        )
-
-    def _limit_removed(self, frame: Frame) -> bool:
-        """Whether the charger just accepted a CSMS clear that may have removed the limit."""
-        if not frame.is_reply or frame.message_id not in self._limit_clears:
-            return False
-        self._limit_clears.discard(frame.message_id)
-        return (
-            frame.message_type is MessageType.CALLRESULT
-            and isinstance(frame.payload, dict)
-            and frame.payload.get("status") == "Accepted"
-        )
-
     async def _answer_here(self, frame: Frame, *, keep: str | bytes | None = None) -> None:
         """Answer a charger CALL in the CSMS's place, as its offline answer.
 
@@ -350,12 +300,9 @@ class ChargerSession:
             authorize=self.offline_authorization,
         )
         text = answer.frame(frame.message_id)
-        if keep is not None and self._keeps_for_csms(version, frame):
+        if keep is not None and self._csms_needs_later(frame):
             # Stored before the charger is answered: once answered, it keeps nothing back.
-            assert self.queue is not None
-            await self.queue.append(
-                _text(keep), action=frame.action, offline_transaction_id=transaction_id
-            )
+            await self.replayer.keep(frame, keep, transaction_id)
         if text is None:
             return
         answer_frame = parse_frame(text)
@@ -363,15 +310,19 @@ class ChargerSession:
         if self.tracker.to_charger(answer_frame):
             self._state_changed(self.tracker.state)
         await self.charger.send(text)
-        if self._boot_accepted(frame.action, answer_frame):
-            self._reapply_limit("boot accepted by the proxy")
-            if self.upstream_options is not None:  # a CSMS is configured but unreachable
-                self._apply_failsafe()
+        if is_accepted_boot(frame.action, answer_frame):
+            self.limits.boot_accepted(
+                by_proxy=True, csms_configured=self.upstream_options is not None
+            )
+
+    def _csms_needs_later(self, frame: Frame) -> bool:
+        """A configured CSMS (not standalone, forwarding on) missed a CALL it needs."""
+        return self.current_upstream_options() is not None and self.replayer.keeps(frame)
 
     async def _send_upstream(self, message: str | bytes, parsed: Frame | FrameError) -> None:
         upstream = self.upstream
         is_call = isinstance(parsed, Frame) and parsed.is_call
-        if upstream is not None and not (self._replaying and is_call):
+        if upstream is not None and not (self.replayer.active and is_call):
             if self.transaction_map and isinstance(parsed, Frame):
                 message = self.transaction_map.towards_csms(parsed, _text(message))
             try:
@@ -393,11 +344,11 @@ class ChargerSession:
                 return
             assert self.upstream is not None
             upstream = self.upstream
-            replay = self._start_replay(upstream)
+            replay = self.replayer.start(upstream)
             try:
                 await self._pump_upstream(upstream)
             finally:
-                self._replaying = False
+                self.replayer.active = False
                 if replay is not None:
                     await _stop(replay)
             if self.charger.state is not State.OPEN:
@@ -423,33 +374,9 @@ class ChargerSession:
         self.tracker.state.upstream = state
         self._state_changed(self.tracker.state)
         if state == "down":
-            self._apply_failsafe()
+            self.limits.apply_failsafe()
         elif state == "up":
-            self._remove_failsafe()
-
-    def _apply_failsafe(self) -> None:
-        """CSMS unreachable: limit every session to OYE_FAILSAFE_LIMIT until it is back."""
-        version = OCPP_VERSIONS.get(self.subprotocol or "")
-        if self.failsafe_limit is None or self.limit_ids is None or version is None:
-            return
-        if self._failsafe_applied or self.ended:
-            return
-        self._failsafe_applied = True
-        log.info(
-            "%r: applying the failsafe limit of %g A", self.charge_point_id, self.failsafe_limit
-        )
-        request = set_profile(
-            version, self.limit_ids, session_limit=self.failsafe_limit, failsafe=True
-        )
-        self._track(self.inject(request))
-
-    def _remove_failsafe(self) -> None:
-        version = OCPP_VERSIONS.get(self.subprotocol or "")
-        if not self._failsafe_applied or self.limit_ids is None or version is None:
-            return
-        self._failsafe_applied = False
-        log.info("%r: CSMS back; removing the failsafe limit", self.charge_point_id)
-        self._track(self.inject(clear_profile(version, self.limit_ids.failsafe_id)))
+            self.limits.remove_failsafe()
 
     async def _reconnect(self, backoff: Backoff) -> bool:
         """Open the upstream again; False when the charger must go instead."""
@@ -486,7 +413,7 @@ class ChargerSession:
                     await self.charger.close(1002, "CSMS no longer speaks this subprotocol")
                     return False
                 self.upstream = upstream
-                self._replaying = self._has_backlog()  # before any new CALL is forwarded
+                self.replayer.connected()  # before any new CALL is forwarded
                 self._upstream_ready.set()
                 self._set_upstream_state("up")
                 backoff.reset()
@@ -499,14 +426,14 @@ class ChargerSession:
         with contextlib.suppress(ConnectionClosed):
             async for message in upstream:
                 parsed = inspect(message)
-                if isinstance(parsed, Frame) and self._answers_replay(parsed, message):
+                if isinstance(parsed, Frame) and self.replayer.take_answer(parsed, message):
                     continue
                 action = track(parsed, self.csms_calls, self.charger_calls)
                 self.tap.frame(Direction.DOWNSTREAM, message, parsed, action=action)
                 if isinstance(parsed, Frame) and self.tracker.to_charger(parsed):
                     self._state_changed(self.tracker.state)
                 if isinstance(parsed, Frame) and parsed.is_call and parsed.action is not None:
-                    self._watch_clear(parsed)
+                    self.limits.csms_called(parsed)
                     if self.transaction_map:
                         message = self.transaction_map.towards_charger(parsed, _text(message))
                     call = LaneCall(
@@ -520,140 +447,8 @@ class ChargerSession:
                         await self._send_call(call)
                     continue
                 await self.charger.send(message)
-                if isinstance(parsed, Frame) and self._boot_accepted(action, parsed):
-                    self._reapply_limit("boot accepted by the CSMS")
-
-    # The offline replay.
-
-    def _has_backlog(self) -> bool:
-        return self.queue is not None and self.queue.depth > 0
-
-    def _keeps_for_csms(self, version: str, frame: Frame) -> bool:
-        """A configured CSMS missed this CALL and needs it later (billing, history)."""
-        return (
-            self.queue is not None and self.upstream_options is not None and is_kept(version, frame)
-        )
-
-    def _start_replay(self, upstream: ClientConnection) -> asyncio.Task[None] | None:
-        if not self._replaying:
-            return None
-        return asyncio.create_task(self._replay(upstream), name=f"replay {self.charge_point_id!r}")
-
-    async def _replay(self, upstream: ClientConnection) -> None:
-        """Send the CSMS what it missed, one call at a time, then forward again."""
-        assert self.queue is not None
-        queue = self.queue
-        log.info("%r: replaying %d kept message(s) to the CSMS", self.charge_point_id, queue.depth)
-        replayed = 0
-        while True:
-            begun = queue.appends_begun
-            try:
-                call = await queue.first()
-                if call is not None:
-                    await self._replay_one(upstream, call)
-                    await queue.remove(call)
-                    replayed += 1
-                    continue
-            except ConnectionClosed:
-                return  # the CSMS is gone again; the next connection replays the rest
-            except (ConnectionError, *NatsTrouble) as exc:
-                log.warning("%r: replay waits for NATS (%r)", self.charge_point_id, exc)
-                await asyncio.sleep(1.0)
-                continue
-            finally:
-                cancellation_checkpoint()
-            if queue.settled and queue.appends_begun == begun:
-                break  # empty, and nothing came meanwhile: forward from the next frame on
-            await queue.wait_settled()
-        self._replaying = False
-        log.info("%r: replay done (%d message(s))", self.charge_point_id, replayed)
-        self.tap.event(EventKind.REPLAYED, messages=replayed)
-
-    async def _replay_one(self, upstream: ClientConnection, call: QueuedCall) -> None:
-        version = self.version or "2.0.1"
-        try:
-            original = parse_frame(call.text)
-        except FrameError as error:  # not ours: something else published on the subject
-            self.tap.event(EventKind.REPLAY_REJECTED, reason=error.detail, frame=call.text)
-            return
-        action = original.action or ""
-        for attempt in range(1, self.replay_attempts + 1):
-            # Rewritten at each attempt: an earlier replay may have taught the map an id.
-            text = self.transaction_map.towards_csms(original, call.text)
-            text = replay_text(version, parse_frame(text), text)
-            sent = parse_frame(text)
-            waiter: asyncio.Future[tuple[Frame, str]] = asyncio.get_running_loop().create_future()
-            self._replay_answers[sent.message_id] = (action, waiter)
-            self.tap.frame(Direction.OFFLINE_REPLAY, text, sent)
-            try:
-                await upstream.send(text)
-                async with asyncio.timeout(self.call_timeout):
-                    answer, answer_text = await waiter
-            except TimeoutError:
-                answer, answer_text = None, None
-            finally:
-                self._replay_answers.pop(sent.message_id, None)
-            judged = judge_answer(action, answer)
-            if judged.csms_transaction_id is not None and call.offline_transaction_id:
-                await self._learn_transaction(
-                    call.offline_transaction_id, judged.csms_transaction_id
-                )
-            if judged.verdict is Verdict.TAKEN:
-                return
-            if judged.verdict is Verdict.REFUSED or attempt == self.replay_attempts:
-                break
-            log.warning(
-                "%r: replayed %s not taken (%s); attempt %d of %d",
-                self.charge_point_id,
-                action,
-                judged.reason,
-                attempt,
-                self.replay_attempts,
-            )
-            await asyncio.sleep(min(0.5 * 2**attempt, 10.0))
-        log.warning("%r: replayed %s set aside: %s", self.charge_point_id, action, judged.reason)
-        self.tap.event(
-            EventKind.REPLAY_REJECTED,
-            action=action,
-            messageId=original.message_id,
-            reason=judged.reason,
-            attempts=attempt,
-            queuedAt=call.time,
-            frame=text,
-            answer=answer_text,
-        )
-
-    async def _learn_transaction(self, ours: int, csms: int) -> None:
-        log.info("%r: transaction %d is %d at the CSMS", self.charge_point_id, ours, csms)
-        self.transaction_map.add(ours, csms)
-        assert self.queue is not None
-        try:
-            await self.queue.save_transaction_map(self.transaction_map)
-        except (ConnectionError, *NatsTrouble) as exc:  # kept in memory; saved with the next
-            log.warning("%r: could not save the transaction map: %r", self.charge_point_id, exc)
-
-    def _answers_replay(self, frame: Frame, message: str | bytes) -> bool:
-        """Take the CSMS's answer to a replayed CALL (the charger was answered long ago)."""
-        if not frame.is_reply:
-            return False
-        waiting = self._replay_answers.get(frame.message_id)
-        if waiting is None:
-            return False
-        action, waiter = waiting
-        self.tap.frame(Direction.OFFLINE_REPLAY, message, frame, action=action)
-        if not waiter.done():
-            waiter.set_result((frame, _text(message)))
-        return True
-
-    def _watch_clear(self, frame: Frame) -> None:
-        version = OCPP_VERSIONS.get(self.subprotocol or "")
-        if (
-            frame.action == "ClearChargingProfile"
-            and self.limit_ids is not None
-            and version is not None
-            and clear_may_remove_ours(version, frame.payload, self.limit_ids)
-        ):
-            self._limit_clears.add(frame.message_id)
+                if isinstance(parsed, Frame) and is_accepted_boot(action, parsed):
+                    self.limits.boot_accepted(by_proxy=False, csms_configured=True)
 
     # The lane towards the charger.
 
