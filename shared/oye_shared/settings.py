@@ -70,6 +70,24 @@ class Settings(BaseSettings):
     stream_max_bytes: Annotated[int, Field(gt=0)] = 1024**3
     publish_buffer: Annotated[int, Field(gt=0)] = 100_000
 
+    # Who may connect as a charger (see oye_shared.charger_auth).
+    #: "auto": "forward" with a CSMS (it decides, as without the proxy), "local" without.
+    charger_auth: Literal["auto", "forward", "local", "both", "none"] = "auto"
+    #: A charger id the owner never approved: "accept" it, hold it "pending" approval,
+    #: or "reject" it (only approved chargers connect).
+    unknown_chargers: Literal["accept", "pending", "reject"] = "accept"
+    #: Mask RFID id tags / tokens in frames published for monitoring (peers get them as sent).
+    mask_id_tags: bool = False
+
+    # Limits on what one peer may cost the others.
+    max_connections_per_address: Annotated[int, Field(ge=1)] = 100
+    handshake_timeout: Annotated[float, Field(gt=0)] = 10.0
+    #: CALLs per second one charger may send, on average (a burst may reach twice as many).
+    charger_call_rate: Annotated[float, Field(gt=0)] = 20.0
+    #: A charger still over its rate after this many seconds is disconnected (1008).
+    flood_disconnect_after: Annotated[float, Field(gt=0)] = 10.0
+    max_http_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
     # The relay.
     relay_id: str = Field(default_factory=_default_relay_id)
     max_id_length: Annotated[int, Field(ge=1, le=1000)] = 128
