@@ -273,7 +273,13 @@ async def test_health_needs_no_auth_and_counts_relays_and_chargers(
         await _store_fleet(nc, settings)
         response = await http.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "nats": "connected", "relays": 1, "chargers": 1}
+    assert response.json() == {
+        "status": "ok",
+        "nats": "connected",
+        "relays": 1,
+        "chargers": 1,
+        "replayBacklog": 0,
+    }
 
 
 async def test_health_is_503_while_nats_is_down(
@@ -292,6 +298,7 @@ async def test_health_is_503_while_nats_is_down(
         "nats": "disconnected",
         "relays": None,
         "chargers": None,
+        "replayBacklog": None,
     }
 
 
