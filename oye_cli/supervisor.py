@@ -126,7 +126,7 @@ def _announce(settings: Settings, nats_url: str, *, embedded: bool, services: li
         )
     if "relay" in services:
         lines.append(
-            f"oye: chargers connect to ws://{host}:{settings.ocpp_port}/ocpp/{{chargePointId}}"
+            f"oye: chargers connect to {'wss' if settings.tls_cert else 'ws'}://{host}:{settings.ocpp_port}/ocpp/{{chargePointId}}"
         )
         lines.append(f"oye:   upstream CSMS: {settings.upstream_url or 'none (standalone)'}")
     if "inject-api" in services:

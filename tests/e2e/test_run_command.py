@@ -50,6 +50,8 @@ async def test_the_run_command_relays_injects_and_stops_on_sigterm(
         "OYE_DATA_DIR": str(tmp_path / "data"),
         "OYE_OCPP_PORT": str(ocpp_port),
         "OYE_HTTP_PORT": str(http_port),
+        "OYE_METRICS_PORT": str(free_port()),
+        "OYE_LOGGER_METRICS_PORT": str(free_port()),
         "OYE_BIND_HOST": "127.0.0.1",
         "OYE_UPSTREAM_URL": csms.url,
         "OYE_ADMIN_PASSWORD": PASSWORD,

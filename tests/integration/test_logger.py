@@ -433,6 +433,7 @@ def logger_process(settings: Settings) -> subprocess.Popen[bytes]:
         NATS_URL=str(settings.nats_url),
         OYE_DATA_DIR=str(settings.data_dir),
         OYE_RELAY_ID="logger-child",
+        OYE_LOGGER_METRICS_PORT="0",
         OYE_LOG_LEVEL="WARNING",
     )
     if settings.db_url:

@@ -82,6 +82,8 @@ def oye_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "OYE_OCPP_PORT": str(free_port()),
         "OYE_HTTP_PORT": str(free_port()),
         "OYE_NATS_PORT": str(free_port()),
+        "OYE_METRICS_PORT": str(free_port()),
+        "OYE_LOGGER_METRICS_PORT": str(free_port()),
         "OYE_BIND_HOST": "127.0.0.1",
         "OYE_ADMIN_PASSWORD": PASSWORD,
         **extra,

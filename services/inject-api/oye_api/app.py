@@ -18,6 +18,7 @@ from nats.aio.client import Client
 
 from oye_api.deps import ApiState, require_user
 from oye_api.kv import open_buckets
+from oye_api.metrics import ApiMetrics, MetricsMiddleware
 from oye_api.proxy_config import ConfigStore
 from oye_api.replies import error_response
 from oye_api.routes import auth, chargers, config, health, inject, logs, smart_charging
@@ -34,7 +35,8 @@ DESCRIPTION = """\
 Inject OCPP commands into your chargers and read their state, through the OYE Proxy.
 
 Every `/api/*` route needs HTTP Basic auth (user `admin`; its first password is
-`OYE_ADMIN_PASSWORD`, or a random one printed once in the log). `GET /health` does not.
+`OYE_ADMIN_PASSWORD`, or a random one printed once in the log). `GET /health`, `/livez`,
+`/readyz` and `/metrics` (Prometheus) do not.
 See the request-body examples of `POST /api/inject/{chargePointId}` for the Smart
 Charging Guide's scenarios.
 """
@@ -48,6 +50,11 @@ async def _on_nats_error(request: Request, exc: Exception) -> JSONResponse:
 async def _close(nc: Client) -> None:
     """Drain NATS (let replies in flight go out); if that fails, close it outright."""
     await bus.close_connection(nc, deadline=DRAIN_DEADLINE)
+
+
+def _nats_connected(app: FastAPI) -> bool:
+    state: ApiState | None = getattr(app.state, "oye", None)
+    return state is not None and state.nc.is_connected
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -87,6 +94,9 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(nats.errors.Error, _on_nats_error)
+    # Its own registry per app (tests run several apps in one process).
+    app.state.metrics = metrics = ApiMetrics(nats_connected=lambda: _nats_connected(app))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     authenticated = [Depends(require_user)]
     app.include_router(health.router)
     for module in (inject, smart_charging, chargers, config, auth, logs):

@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
+from oye_logger.metrics import LoggerMetrics
 from oye_logger.pull import PullError, PullSubscription
 from oye_logger.rows import LogRow, RowMaker
 from oye_logger.store import Store, StoreError
@@ -112,13 +113,25 @@ class LogConsumer:
         prefix: str,
         options: ConsumerOptions | None = None,
         progress: Progress | None = None,
+        metrics: LoggerMetrics | None = None,
     ) -> None:
         self.nc = nc
         self.store = store
         self.stream = stream
         self.options = options or ConsumerOptions()
         self.progress = progress or Progress()
+        self.metrics = metrics
+        self._store_label = type(store).__name__.removesuffix("Store").lower() or "store"
         self._rows = RowMaker(prefix)
+        #: Bound to the durable consumer and fetching (for readiness).
+        self.consuming = False
+        #: Why the last write failed, until one succeeds (for readiness).
+        self.store_error: str | None = None
+
+    async def pending(self) -> tuple[int, int]:
+        """Messages the durable consumer has not delivered yet, and delivered but unacked."""
+        info = await self.nc.jetstream().consumer_info(self.stream, self.options.durable)
+        return info.num_pending or 0, info.num_ack_pending or 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; then commit and acknowledge what was fetched."""
@@ -126,11 +139,13 @@ class LogConsumer:
         if sub is None:
             return
         batches: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
+        self.consuming = True
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._fetch_loop(sub, batches, stop), name="log-fetch")
                 tasks.create_task(self._write_loop(batches, stop), name="log-write")
         finally:
+            self.consuming = False
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
@@ -171,6 +186,7 @@ class LogConsumer:
                     return
                 except (nats.errors.Error, OSError) as exc:
                     log.warning("fetch failed (%s); retrying in %.1f s", exc, delay)
+                    self._failed("fetch")
                     await _sleep_unless(stop, delay)
                     delay = min(delay * 2, self.options.retry_delay_max)
                     if isinstance(exc, PullError):
@@ -217,22 +233,39 @@ class LogConsumer:
                 except nats.errors.Error as exc:
                     # The row is committed; a redelivery will be a no-op.
                     log.debug("ack failed (%s); the frame will come again", exc)
+                    self._failed("ack")
             await self.progress.committed(len(msgs), inserted)
 
     async def _write(self, msgs: list[Msg], rows: list[LogRow], stop: asyncio.Event) -> int | None:
         delay = self.options.retry_delay
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             try:
-                return await self.store.write(rows)
+                inserted = await self.store.write(rows)
             except StoreError as exc:
+                self.store_error = str(exc)
+                self._failed("store")
                 if stop.is_set():
                     log.warning("store failed at shutdown (%s); %d frames left", exc, len(rows))
                     return None
                 log.warning(
                     "store failed (%s); retrying %d frames in %.1f s", exc, len(rows), delay
                 )
+            else:
+                self.store_error = None
+                if self.metrics is not None:
+                    newest_us = max((row.time_us for row in rows), default=None)
+                    self.metrics.batch_written(
+                        self._store_label, inserted, loop.time() - began, newest_us
+                    )
+                return inserted
             with contextlib.suppress(nats.errors.Error):
                 for msg in msgs:
                     await msg.in_progress()  # keep them ours while the store is away
             await _sleep_unless(stop, delay)
             delay = min(delay * 2, self.options.retry_delay_max)
+
+    def _failed(self, stage: str) -> None:
+        if self.metrics is not None:
+            self.metrics.failed(stage)

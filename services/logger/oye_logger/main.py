@@ -1,5 +1,8 @@
 """``oye logger``: settings -> store -> NATS -> consumer, queries, retention -> signal -> shutdown.
 
+The health server (``/metrics``, ``/livez``, ``/readyz`` on ``OYE_LOGGER_METRICS_PORT``)
+starts before all that and stops after it: ``/readyz`` says what the logger still waits for.
+
 Shutdown, once ``stop`` is set, within :data:`SHUTDOWN_DEADLINE` seconds: stop fetching,
 commit and acknowledge the batch in flight, stop retention after its current step, stop
 answering queries, drain NATS (which flushes the last acks), close the store.
@@ -17,6 +20,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from oye_logger.consumer import ConsumerOptions, LogConsumer, Progress
+from oye_logger.metrics import HealthServer, HealthServerError, LoggerMetrics, health_app
 from oye_logger.pull import use_fast_header_parser
 from oye_logger.query import QueryService
 from oye_logger.retention import Retention, RetentionPolicy
@@ -34,6 +38,33 @@ SHUTDOWN_DEADLINE = 5.0
 DRAIN_TIMEOUT = 2.0
 RETENTION_INTERVAL = 60.0
 RETRY_DELAY_MAX = 5.0
+MAX_REASON_CHARS = 200
+
+
+class Readiness:
+    """Why the logger cannot store traffic now, for ``/readyz`` (None: it can)."""
+
+    def __init__(self) -> None:
+        self.store: Store | None = None
+        self.nc: Client | None = None
+        self.consumer: LogConsumer | None = None
+        self.stopping = False
+
+    def nats_connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    def reason(self) -> str | None:
+        if self.stopping:
+            return "shutting down"
+        if self.store is None:
+            return "log store not open"
+        if not self.nats_connected():
+            return "NATS not connected"
+        if self.consumer is None or not self.consumer.consuming:
+            return "not consuming the traffic stream yet"
+        if self.consumer.store_error is not None:
+            return f"log store not writable: {self.consumer.store_error}"[:MAX_REASON_CHARS]
+        return None
 
 
 async def run(
@@ -44,19 +75,38 @@ async def run(
     progress: Progress | None = None,
     options: ConsumerOptions | None = None,
     retention_interval: float = RETENTION_INTERVAL,
+    metrics_port: asyncio.Future[int] | None = None,
 ) -> None:
     """Run the logger until ``stop`` is set, then shut down in order within a deadline.
 
     ``started`` is set once the logger consumes and answers queries; ``progress`` counts
-    what it commits (pass one to await it).
+    what it commits (pass one to await it); ``metrics_port`` learns the port of
+    ``/metrics`` once it is bound (``OYE_LOGGER_METRICS_PORT`` may be 0: any free port).
     """
+    readiness = Readiness()
+    metrics = LoggerMetrics(nats_connected=readiness.nats_connected)
+
+    async def refresh_lag() -> None:
+        if readiness.consumer is not None and readiness.nats_connected():
+            metrics.consumer_lag(*await readiness.consumer.pending())
+
     async with contextlib.AsyncExitStack() as resources:
-        store = await _open_store(resources, settings, stop)
+        health = HealthServer(
+            health_app(metrics.registry, readiness.reason, refresh=refresh_lag),
+            host=settings.bind_host,
+            port=settings.logger_metrics_port,
+            name="logger",
+        )
+        await resources.enter_async_context(health)
+        if metrics_port is not None and health.port is not None:
+            metrics_port.set_result(health.port)
+        store = readiness.store = await _open_store(resources, settings, stop)
         if store is None:
             return
         nc = await _until_stopped(stop, bus.connect(settings, name=f"logger-{settings.relay_id}"))
         if nc is None:
             return
+        readiness.nc = nc
         use_fast_header_parser(nc)
         resources.push_async_callback(_drain, nc)
         if not await _ensure_stream(nc, settings, stop):
@@ -70,7 +120,9 @@ async def run(
             prefix=settings.subject_prefix,
             options=options,
             progress=progress,
+            metrics=metrics,
         )
+        readiness.consumer = consumer
         retention = Retention(
             store, RetentionPolicy.from_settings(settings), interval=retention_interval
         )
@@ -87,6 +139,7 @@ async def run(
                 if started is not None:
                     started.set()
                 await stop.wait()
+                readiness.stopping = True
                 log.info("logger shutting down")
                 deadline.reschedule(asyncio.get_running_loop().time() + SHUTDOWN_DEADLINE)
         except TimeoutError:
@@ -147,7 +200,7 @@ async def _drain(nc: Client) -> None:
 
 
 def main() -> None:
-    run_service(run, fatal=(StoreSetupError,))
+    run_service(run, fatal=(StoreSetupError, HealthServerError))
 
 
 if __name__ == "__main__":

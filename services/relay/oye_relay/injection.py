@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from oye_relay.authorization import remote_start_tag
 from oye_relay.lane import CallLane, LaneCall, Origin, Reply
+from oye_relay.metrics import RelayMetrics
 from oye_relay.reports import FollowUps
 from oye_shared.frames import MessageType, call_frame
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest
@@ -78,12 +79,14 @@ class Injector:
         send_call: Callable[[LaneCall], Awaitable[None]],
         default_timeout: float,
         on_remote_start: Callable[[str], None],
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.lane = lane
         self.follow_ups = follow_ups
         self.send_call = send_call
         self.default_timeout = default_timeout
         self.on_remote_start = on_remote_start
+        self.metrics = metrics
         #: Injected ids and their actions, kept after the answer or timeout so that a late
         #: reply is still recognised (and swallowed).
         self.recent: OrderedDict[str, str] = OrderedDict()
@@ -97,7 +100,8 @@ class Injector:
             return refusal
         version = OCPP_VERSIONS.get(subprotocol or "")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (request.timeout or self.default_timeout)
+        started = loop.time()
+        deadline = started + (request.timeout or self.default_timeout)
         message_id = new_injected_id()
         call = LaneCall(
             message_id=message_id,
@@ -119,6 +123,11 @@ class Injector:
         if not request.wait:
             return InjectReply(outcome=InjectOutcome.SENT, message_id=message_id)
         reply = await self._await_answer(call)
+        if self.metrics is not None:
+            if reply is not None:
+                self.metrics.answered("injected", request.action, loop.time() - started)
+            elif loop.time() >= deadline:  # not a charger that went away
+                self.metrics.injection_timed_out(request.action)
         if reply is None:
             if collector is not None:
                 self.follow_ups.forget(collector)

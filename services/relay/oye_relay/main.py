@@ -1,4 +1,8 @@
-"""``oye relay``: settings -> NATS -> server -> signal -> shutdown."""
+"""``oye relay``: settings -> health server -> NATS -> server -> signal -> shutdown.
+
+The health server (``/metrics``, ``/livez``, ``/readyz`` on ``OYE_METRICS_PORT``) starts
+first and stops last, so an orchestrator sees the relay come up and go down.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import asyncio
 import contextlib
 import logging
 
+from oye_relay.health_server import HealthServer, HealthServerError, health_app
 from oye_relay.offline_queue import ReplayStore
 from oye_relay.publisher import Publisher
 from oye_relay.server import Relay
 from oye_relay.takeover import follow_takeovers
+from oye_relay.tls import ChargerTLSError, url_scheme
 from oye_shared import bus
 from oye_shared.kv import bucket_config, open_bucket, open_state_buckets
 from oye_shared.limits import LIMITS_BUCKET
@@ -21,19 +27,63 @@ log = logging.getLogger(__name__)
 SHUTDOWN_DEADLINE = 5.0
 
 
+class Readiness:
+    """Why the relay cannot take chargers now, for ``/readyz`` (None: it can)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.listening = False
+        self.stopping = False
+        self.bus: asyncio.Task[None] | None = None
+
+    def reason(self) -> str | None:
+        if self.stopping:
+            return "shutting down"
+        if not self.listening:
+            return "not listening for chargers yet"
+        if self.bus is not None and self.bus.done():
+            return "the NATS tasks have ended"
+        nc = self.relay.nc
+        if nc is None or not nc.is_connected:
+            return "NATS not connected"
+        return None
+
+
 async def run(
-    settings: Settings, *, stop: asyncio.Event, started: asyncio.Event | None = None
+    settings: Settings,
+    *,
+    stop: asyncio.Event,
+    started: asyncio.Event | None = None,
+    metrics_port: asyncio.Future[int] | None = None,
 ) -> None:
-    """Run the relay until ``stop`` is set, then shut down in order within a deadline."""
+    """Run the relay until ``stop`` is set, then shut down in order within a deadline.
+
+    ``metrics_port`` learns the port of ``/metrics`` once it is bound (``OYE_METRICS_PORT``
+    may be 0: any free port).
+    """
     publisher = Publisher(settings.publish_buffer)
     relay = Relay(settings, publisher)
     relay.upstream_options  # noqa: B018 - builds the TLS context now: its warnings and errors at start
-    nats_task = asyncio.create_task(_run_bus(settings, publisher, relay), name="nats")
+    readiness = Readiness(relay)
+    health = HealthServer(
+        health_app(relay.metrics.registry, readiness.reason),
+        host=settings.bind_host,
+        port=settings.metrics_port,
+        name="relay",
+    )
+    await health.start()
+    if metrics_port is not None and health.port is not None:
+        metrics_port.set_result(health.port)
+    nats_task = readiness.bus = asyncio.create_task(
+        _run_bus(settings, publisher, relay), name="nats"
+    )
     try:
         async with relay.serve():
+            readiness.listening = True
             log.info(
-                "relay %s: chargers connect to ws://%s:%d/ocpp/{chargePointId}; upstream %s",
+                "relay %s: chargers connect to %s://%s:%d/ocpp/{chargePointId}; upstream %s",
                 settings.relay_id,
+                url_scheme(settings),
                 settings.bind_host,
                 settings.ocpp_port,
                 settings.upstream_url or "none (standalone)",
@@ -41,6 +91,7 @@ async def run(
             if started is not None:
                 started.set()
             await stop.wait()
+            readiness.stopping = True
             log.info("relay shutting down")
             await relay.close_all()
         await relay.fleet.shutdown()
@@ -55,6 +106,7 @@ async def run(
             log.error("NATS tasks did not stop in time; leaving them")
         elif not nats_task.cancelled() and (error := nats_task.exception()) is not None:
             log.error("NATS tasks failed: %r", error)
+        await health.stop()
 
 
 async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> None:
@@ -83,4 +135,4 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
 
 
 def main() -> None:
-    run_service(run)
+    run_service(run, fatal=(HealthServerError, ChargerTLSError))

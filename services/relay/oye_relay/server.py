@@ -32,9 +32,11 @@ from oye_relay.admission import (
 from oye_relay.authorization import OfflineAuthorization
 from oye_relay.fleet import FleetState
 from oye_relay.live_config import LiveConfig
+from oye_relay.metrics import RelayMetrics
 from oye_relay.offline_queue import NATS_TIMEOUT, ChargerQueue, NatsTrouble, ReplayStore
 from oye_relay.publisher import Publisher
 from oye_relay.session import REPLACED_REASON, ChargerSession
+from oye_relay.tls import ChargerTLS, TLSFiles
 from oye_relay.tracker import ChargerTracker
 from oye_relay.traffic import TrafficTap
 from oye_relay.transaction_ids import TransactionIds
@@ -95,6 +97,11 @@ class Relay:
         self.fleet = FleetState(
             settings.relay_id, settings.subject_prefix, lambda: len(self.sessions)
         )
+        self.metrics = RelayMetrics(
+            sessions=self.sessions.values,
+            publisher=publisher,
+            nats_connected=lambda: self.nc is not None and self.nc.is_connected,
+        )
 
     async def attach_bus(self, nc: Client) -> None:
         """NATS is there: take injections for every charger held now and later."""
@@ -121,10 +128,25 @@ class Relay:
     def serve(self) -> Any:
         """The websockets server (an async context manager); ``wss://`` when
         ``OYE_TLS_CERT`` is set (raises ``ChargerTLSError`` if the files do not load)."""
+        files = TLSFiles.from_settings(self.settings)
+        tls = ChargerTLS(files) if files is not None else None
+        if files is not None:
+            log.info(
+                "chargers connect with TLS, security profile %d: wss://%s:%d/ocpp/{chargePointId}"
+                " (certificate %s%s; re-read when the files change)",
+                files.security_profile,
+                self.settings.bind_host,
+                self.settings.ocpp_port,
+                files.certificate,
+                f", client certificates signed by {files.client_ca} required"
+                if files.client_ca is not None
+                else "",
+            )
         return serve(
             self._handle,
             self.settings.bind_host,
             self.settings.ocpp_port,
+            ssl=tls.listener if tls is not None else None,
             process_request=self._process_request,
             process_response=self._process_response,
             select_subprotocol=self._select_subprotocol,
@@ -262,6 +284,7 @@ class Relay:
             relay_id=self.settings.relay_id,
             session_id=session_id,
             subprotocol=charger.subprotocol or "",
+            metrics=self.metrics,
         )
         session = ChargerSession(
             charger=charger,

@@ -127,8 +127,8 @@ class ChargerSession:
         self.backoff_max = backoff_max
         self.close_when_offline = close_when_offline
         # CALLs the charger made (the CSMS answers) and CALLs the CSMS made (the charger answers).
-        self.charger_calls = PendingCalls()
-        self.csms_calls = PendingCalls()
+        self.charger_calls = PendingCalls(on_answered=tap.csms_answered)
+        self.csms_calls = PendingCalls(on_answered=tap.charger_answered)
         self._upstream_ready = asyncio.Event()
         if upstream is not None:
             self._upstream_ready.set()
@@ -143,6 +143,7 @@ class ChargerSession:
             send_call=self._send_call,
             default_timeout=call_timeout,
             on_remote_start=offline_authorization.remote_started,
+            metrics=tap.metrics,
         )
         self.inject_endpoint = InjectEndpoint(self.inject)
         self.ended = False
@@ -474,6 +475,7 @@ class ChargerSession:
                     async with asyncio.timeout_at(call.deadline):
                         await asyncio.shield(call.answer)
                 if not call.answer.done():
+                    self.tap.lane_timed_out(call.origin)
                     log.warning(
                         "%r: no answer to %s %s %s in time; the lane moves on",
                         self.charge_point_id,

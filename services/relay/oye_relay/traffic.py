@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oye_relay.calls import PendingCalls
+from oye_relay.metrics import RelayMetrics
 from oye_relay.publisher import Publisher
 from oye_shared import headers as h
 from oye_shared.frames import Frame, FrameError, MessageType, parse_frame
@@ -23,7 +24,7 @@ def inspect(message: str | bytes) -> Frame | FrameError:
 
 @dataclass(slots=True)
 class TrafficTap:
-    """Publishes the frames and events of one charger connection."""
+    """Publishes the frames and events of one charger connection, and counts them."""
 
     publisher: Publisher
     subjects: Subjects
@@ -31,6 +32,7 @@ class TrafficTap:
     relay_id: str
     session_id: str
     subprotocol: str = ""
+    metrics: RelayMetrics | None = None
 
     def frame(
         self,
@@ -66,6 +68,25 @@ class TrafficTap:
             body = message
             headers[h.BINARY] = "1"
         self.publisher.publish(self.subjects.frames(self.charge_point_id, direction), body, headers)
+        if self.metrics is not None:
+            self.metrics.frame(direction, action)
+
+    # Round trips and timeouts, for the metrics (no-ops without them).
+
+    def csms_answered(self, action: str, seconds: float) -> None:
+        """The CSMS answered the charger's ``action`` CALL after ``seconds``."""
+        if self.metrics is not None:
+            self.metrics.answered("charger", action, seconds)
+
+    def charger_answered(self, action: str, seconds: float) -> None:
+        """The charger answered the CSMS's ``action`` CALL after ``seconds``."""
+        if self.metrics is not None:
+            self.metrics.answered("csms", action, seconds)
+
+    def lane_timed_out(self, origin: str) -> None:
+        """A CALL towards the charger (``origin``: csms or injected) got no answer in time."""
+        if self.metrics is not None:
+            self.metrics.lane_timed_out(origin)
 
     def event(self, kind: EventKind, **details: Any) -> None:
         frame_id = h.new_frame_id()
