@@ -49,6 +49,8 @@ class EventKind(StrEnum):
     UPSTREAM_DOWN = "upstream_down"
     REPLAYED = "replayed"  # the offline queue reached the CSMS
     REPLAY_REJECTED = "replay_rejected"  # a queued message the CSMS would not take
+    ADMISSION_REFUSED = "admission_refused"  # a charger refused at the handshake
+    PENDING = "pending"  # an unknown charger held until the owner approves it
 
 
 def _escape_char(match: re.Match[str]) -> str:

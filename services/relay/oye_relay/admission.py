@@ -1,10 +1,15 @@
-"""Reading a charger's handshake request: its id and the subprotocols it offers (pure)."""
+"""Reading a charger's handshake request: its id, its subprotocols, and whether it may
+connect at all (pure; the relay brings the stored credentials and checks the password)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
 from urllib.parse import unquote
+
+from oye_shared.charger_auth import ChargerCredential
 
 OCPP_PATH_PREFIX = "/ocpp/"
 SUPPORTED_SUBPROTOCOLS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
@@ -51,3 +56,57 @@ def offered_subprotocols(header_values: list[str]) -> list[str]:
 def choose_standalone_subprotocol(offered: list[str]) -> str | None:
     """Without a CSMS to ask, take the charger's first offer that we speak."""
     return next((token for token in offered if token in SUPPORTED_SUBPROTOCOLS), None)
+
+
+# Who may connect (OYE_CHARGER_AUTH, OYE_UNKNOWN_CHARGERS).
+
+AuthMode = Literal["forward", "local", "both", "none"]
+
+
+def auth_mode(setting: str, *, has_upstream: bool) -> AuthMode:
+    """``auto`` is ``forward`` with a CSMS (it decides, as without the proxy), else ``local``."""
+    if setting == "auto":
+        return "forward" if has_upstream else "local"
+    assert setting in ("forward", "local", "both", "none"), setting
+    return setting  # type: ignore[return-value]
+
+
+class Admission(Enum):
+    ADMIT = "admit"
+    PENDING = "pending"  # held, answered Pending, until the owner approves it
+
+
+def needs_password_check(mode: AuthMode, credential: ChargerCredential | None) -> bool:
+    return (
+        mode in ("local", "both")
+        and credential is not None
+        and credential.approved
+        and credential.password_hash is not None
+    )
+
+
+def admit(
+    mode: AuthMode,
+    unknown_chargers: str,
+    credential: ChargerCredential | None,
+    *,
+    password_ok: bool,
+) -> Admission | Refusal:
+    """Whether a charger may connect, given its stored credential and whether the password
+    it presented matched (only asked when :func:`needs_password_check`)."""
+    if mode == "none":
+        return Admission.ADMIT
+    if credential is None or not credential.approved:
+        if unknown_chargers == "reject":
+            return Refusal(403, "this charger is not approved")
+        if unknown_chargers == "pending":
+            return Admission.PENDING
+        return Admission.ADMIT
+    if needs_password_check(mode, credential) and not password_ok:
+        return Refusal(401, "wrong or missing credentials")
+    return Admission.ADMIT
+
+
+def forwards_authorization(mode: AuthMode) -> bool:
+    """In ``local`` mode the proxy is the authenticator: the CSMS never sees the password."""
+    return mode != "local"

@@ -17,6 +17,7 @@ from oye_relay.server import Relay
 from oye_relay.takeover import follow_takeovers
 from oye_relay.tls import ChargerTLSError, url_scheme
 from oye_shared import bus
+from oye_shared.charger_auth import CHARGER_AUTH_BUCKET
 from oye_shared.kv import bucket_config, open_bucket, open_state_buckets
 from oye_shared.limits import LIMITS_BUCKET
 from oye_shared.service import run_service
@@ -64,6 +65,10 @@ async def run(
     publisher = Publisher(settings.publish_buffer)
     relay = Relay(settings, publisher)
     relay.upstream_options  # noqa: B018 - builds the TLS context now: its warnings and errors at start
+    if settings.charger_auth == "none":
+        log.warning(
+            "OYE_CHARGER_AUTH=none: anyone who reaches this port may connect as any charger"
+        )
     readiness = Readiness(relay)
     health = HealthServer(
         health_app(relay.metrics.registry, readiness.reason),
@@ -118,6 +123,9 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
         )
         # Before taking chargers' traffic off NATS: their offline queues must be readable.
         relay.replay_store = await ReplayStore.open(nc, settings.subject_prefix)
+        credentials = await open_bucket(
+            nc.jetstream(), bucket_config(settings.subject_prefix, CHARGER_AUTH_BUCKET)
+        )
         await relay.attach_bus(nc)
         await follow_takeovers(nc, relay.subjects, settings.relay_id, relay.sessions)
         await bus.ensure_traffic_stream(nc, settings)
@@ -130,6 +138,7 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
             )
             group.create_task(publisher.run(nc), name="publisher")
             group.create_task(relay.fleet.run(nc), name="fleet state")
+            group.create_task(relay.gate.follow(credentials), name="charger credentials")
     finally:
         await bus.close_connection(nc)
 

@@ -24,17 +24,23 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from oye_relay.admission import (
+    Admission,
+    AuthMode,
     Refusal,
     charge_point_id_from_path,
     choose_standalone_subprotocol,
+    forwards_authorization,
     offered_subprotocols,
 )
 from oye_relay.authorization import OfflineAuthorization
 from oye_relay.fleet import FleetState
+from oye_relay.gatekeeper import Gatekeeper
 from oye_relay.live_config import LiveConfig
 from oye_relay.metrics import RelayMetrics
 from oye_relay.offline_queue import NATS_TIMEOUT, ChargerQueue, NatsTrouble, ReplayStore
+from oye_relay.pending import APPROVED_CLOSE_CODE, hold_pending
 from oye_relay.publisher import Publisher
+from oye_relay.rate import CallRate
 from oye_relay.session import REPLACED_REASON, ChargerSession
 from oye_relay.tls import ChargerTLS, TLSFiles
 from oye_relay.tracker import ChargerTracker
@@ -74,6 +80,12 @@ class Handshake:
     #: What an earlier connection left for the CSMS (offline replay), read meanwhile.
     backlog: Backlog | None = None
     transaction_map: TransactionMap | None = None
+    remote_host: str = ""
+    #: Not approved yet: held and answered Pending (OYE_UNKNOWN_CHARGERS=pending).
+    pending: bool = False
+
+    def forwarded_authorization(self, mode: AuthMode) -> str | None:
+        return self.authorization if forwards_authorization(mode) else None
 
 
 class Relay:
@@ -92,6 +104,11 @@ class Relay:
         self.limits_kv: KeyValue | None = None
         self.limit_ids = LimitIds(settings.limit_profile_id, settings.limit_stack_level)
         self.transaction_ids = TransactionIds()
+        #: Who may connect; chargers waiting for the owner's approval.
+        self.gate = Gatekeeper(settings)
+        self.gate.on_approved = self._approved
+        self._pending: dict[str, ServerConnection] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         #: The offline replay queues and 1.6 transaction maps, once NATS is there.
         self.replay_store: ReplayStore | None = None
         self.fleet = FleetState(
@@ -150,7 +167,8 @@ class Relay:
             process_request=self._process_request,
             process_response=self._process_response,
             select_subprotocol=self._select_subprotocol,
-            open_timeout=self.settings.upstream_connect_timeout + 10,
+            # The charger's own handshake time, plus the CSMS's that it waits for.
+            open_timeout=self.settings.handshake_timeout + self.settings.upstream_connect_timeout,
             ping_interval=self.settings.ping_interval,
             ping_timeout=self.settings.ping_timeout,
             max_size=self.settings.max_frame_bytes,
@@ -171,8 +189,17 @@ class Relay:
             offered=offered_subprotocols(request.headers.get_all("Sec-WebSocket-Protocol")),
             authorization=request.headers.get("Authorization"),
             user_agent=request.headers.get("User-Agent"),
+            remote_host=_remote_host(connection),
         )
         handshake.upstream_options = self.upstream_options
+        refused = await self._admit(connection, handshake)
+        if refused is not None:
+            return refused
+        self.gate.connections[handshake.remote_host] += 1
+        self._handshakes[connection] = handshake
+        if handshake.pending:
+            return None  # held here: no CSMS hears of it until the owner approves it
+        mode = self.gate.mode(has_upstream=handshake.upstream_options is not None)
         if handshake.upstream_options is not None:
             # Read during the CSMS's handshake, so no frame ever waits for it.
             replay_state = asyncio.create_task(self._replay_state(handshake))
@@ -181,7 +208,7 @@ class Relay:
                     handshake.upstream_options,
                     found,
                     subprotocols=handshake.offered,
-                    authorization=handshake.authorization,
+                    authorization=handshake.forwarded_authorization(mode),
                     user_agent=handshake.user_agent,
                 )
             except UpstreamRefused as refusal:
@@ -194,8 +221,49 @@ class Relay:
                 log.warning("%r: CSMS unreachable at connect (%s); accepting", found, exc)
             finally:
                 await replay_state
-        self._handshakes[connection] = handshake
         return None
+
+    async def _admit(self, connection: ServerConnection, handshake: Handshake) -> Response | None:
+        """Refuse a charger that may not connect (a response), or let it in (None)."""
+        cp, host = handshake.charge_point_id, handshake.remote_host
+        if (wait := self.gate.throttled(host)) is not None:
+            response = connection.respond(429, "too many failed attempts; try again later\n")
+            response.headers["Retry-After"] = str(wait)
+            return response
+        if self.gate.connections[host] >= self.settings.max_connections_per_address:
+            log.warning("%r: refused: too many connections from %s", cp, host)
+            return connection.respond(429, "too many connections from this address\n")
+        decision = await self.gate.check(
+            cp, handshake.authorization, has_upstream=handshake.upstream_options is not None
+        )
+        if isinstance(decision, Refusal):
+            if decision.status in (401, 403):
+                self.gate.failed(host)
+            self._event(
+                cp, EventKind.ADMISSION_REFUSED, status=decision.status, reason=decision.reason
+            )
+            log.warning("%r: refused from %s: %s", cp, host, decision.reason)
+            response = connection.respond(decision.status, decision.reason + "\n")
+            if decision.status == 401:
+                response.headers["WWW-Authenticate"] = 'Basic realm="OYE Proxy", charset="UTF-8"'
+            return response
+        if decision is Admission.PENDING:
+            handshake.pending = True
+            await self.gate.record_pending(cp, handshake.authorization, host)
+            self._event(cp, EventKind.PENDING, remoteAddress=host)
+            log.info("%r: not approved yet; held pending (from %s)", cp, host)
+        return None
+
+    def _event(self, charge_point_id: str, kind: EventKind, **details: Any) -> None:
+        """An event about a charger that has no session (yet)."""
+        TrafficTap(
+            publisher=self.publisher,
+            subjects=self.subjects,
+            charge_point_id=charge_point_id,
+            relay_id=self.settings.relay_id,
+            mask_id_tags=self.settings.mask_id_tags,
+            session_id="",
+        ).event(kind, **details)
 
     async def _replay_state(self, handshake: Handshake) -> None:
         """The charger's offline queue depth and transaction map, if NATS can tell."""
@@ -246,20 +314,64 @@ class Relay:
         if response.status_code != 101:
             # The handshake failed after we opened the upstream: do not leak it.
             handshake = self._handshakes.pop(connection, None)
-            if handshake is not None and handshake.upstream is not None:
-                await handshake.upstream.close(1001, "charger handshake failed")
+            if handshake is not None:
+                self._disconnected(handshake.remote_host)
+                if handshake.upstream is not None:
+                    await handshake.upstream.close(1001, "charger handshake failed")
+
+    def _disconnected(self, host: str) -> None:
+        self.gate.connections[host] -= 1
+        if self.gate.connections[host] <= 0:
+            del self.gate.connections[host]
 
     # The connection.
 
     async def _handle(self, charger: ServerConnection) -> None:
         handshake = self._handshakes.pop(charger)
+        try:
+            if charger.subprotocol is None and (handshake.offered or handshake.upstream is None):
+                # No common subprotocol: the handshake completed without one; close (OCPP-J).
+                if handshake.upstream is not None:
+                    await handshake.upstream.close(1000, "no common subprotocol")
+                await charger.close(1002, "no common OCPP subprotocol")
+            elif handshake.pending:
+                await self._hold_pending(charger, handshake)
+            else:
+                await self._relay(charger, handshake)
+        finally:
+            self._disconnected(handshake.remote_host)
+
+    async def _hold_pending(self, charger: ServerConnection, handshake: Handshake) -> None:
         cp = handshake.charge_point_id
-        if charger.subprotocol is None and (handshake.offered or handshake.upstream is None):
-            # No common subprotocol: the handshake completed without one; now close (OCPP-J).
-            if handshake.upstream is not None:
-                await handshake.upstream.close(1000, "no common subprotocol")
-            await charger.close(1002, "no common OCPP subprotocol")
-            return
+        tap = TrafficTap(
+            publisher=self.publisher,
+            subjects=self.subjects,
+            charge_point_id=cp,
+            relay_id=self.settings.relay_id,
+            mask_id_tags=self.settings.mask_id_tags,
+            session_id=uuid.uuid4().hex,
+            subprotocol=charger.subprotocol or "",
+        )
+        self._pending[cp] = charger
+        try:
+            await hold_pending(charger, tap)
+        finally:
+            if self._pending.get(cp) is charger:
+                del self._pending[cp]
+
+    def _approved(self, charge_point_id: str) -> None:
+        """The owner approved a charger: a pending connection reconnects to be admitted."""
+        charger = self._pending.pop(charge_point_id, None)
+        if charger is not None:
+            log.info(
+                "%r approved; closing its pending connection so it reconnects", charge_point_id
+            )
+            closing = asyncio.create_task(charger.close(APPROVED_CLOSE_CODE, "approved; reconnect"))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+    async def _relay(self, charger: ServerConnection, handshake: Handshake) -> None:
+        cp = handshake.charge_point_id
         session_id = uuid.uuid4().hex
         remote = _remote_address(charger)
         tracker = ChargerTracker(
@@ -282,6 +394,7 @@ class Relay:
             subjects=self.subjects,
             charge_point_id=cp,
             relay_id=self.settings.relay_id,
+            mask_id_tags=self.settings.mask_id_tags,
             session_id=session_id,
             subprotocol=charger.subprotocol or "",
             metrics=self.metrics,
@@ -294,7 +407,9 @@ class Relay:
             upstream_options=handshake.upstream_options,
             current_upstream_options=lambda: self.upstream_options,
             offered_subprotocols=handshake.offered,
-            authorization=handshake.authorization,
+            authorization=handshake.forwarded_authorization(
+                self.gate.mode(has_upstream=handshake.upstream_options is not None)
+            ),
             user_agent=handshake.user_agent,
             backoff_max=self.settings.upstream_backoff_max,
             close_when_offline=self.settings.offline_mode == "close",
@@ -314,6 +429,9 @@ class Relay:
             ),
             transaction_map=handshake.transaction_map,
             replay_attempts=self.settings.replay_attempts,
+            call_rate=CallRate(
+                self.settings.charger_call_rate, self.settings.flood_disconnect_after
+            ),
             offline_authorization=OfflineAuthorization(
                 allowed=self.settings.offline_id_tag_set,
                 auto_charge=lambda: self.live_config.config.auto_charge_enabled,
@@ -377,6 +495,11 @@ def _upstream_state(session: ChargerSession) -> str:
     if session.upstream_options is None:
         return "none"
     return "up" if session.upstream is not None else "down"
+
+
+def _remote_host(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if address else ""
 
 
 def _remote_address(connection: ServerConnection) -> str | None:

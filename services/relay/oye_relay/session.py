@@ -30,6 +30,7 @@ from oye_relay.lane import CallLane, LaneCall, Origin, Reply
 from oye_relay.limit_keeper import LimitKeeper, is_accepted_boot, no_stored_limit
 from oye_relay.offline import offline_answer
 from oye_relay.offline_queue import ChargerQueue
+from oye_relay.rate import CallRate
 from oye_relay.replayer import Replayer
 from oye_relay.reports import FollowUps
 from oye_relay.tracker import ChargerTracker
@@ -44,7 +45,7 @@ from oye_relay.upstream import (
     UpstreamUnreachable,
     open_upstream,
 )
-from oye_shared.frames import Frame, FrameError, parse_frame
+from oye_shared.frames import Frame, FrameError, call_error_frame, parse_frame
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest
 from oye_shared.limits import LimitIds
 from oye_shared.state import OCPP_VERSIONS, ChargerState
@@ -101,9 +102,11 @@ class ChargerSession:
         queue: ChargerQueue | None = None,
         transaction_map: TransactionMap | None = None,
         replay_attempts: int = 3,
+        call_rate: CallRate | None = None,
     ) -> None:
         self.charger = charger
         self.charge_point_id = charge_point_id
+        self.call_rate = call_rate
         self.tap = tap
         self.upstream = upstream
         self.upstream_options = upstream_options
@@ -219,6 +222,8 @@ class ChargerSession:
             async for message in self.charger:
                 parsed = inspect(message)
                 if isinstance(parsed, Frame):
+                    if parsed.is_call and not await self._within_rate(parsed, message):
+                        continue
                     if parsed.is_call:
                         self.limits.charger_called(parsed.action)
                     if self.tracker.from_charger(parsed):
@@ -232,6 +237,27 @@ class ChargerSession:
                     self.limits.charger_replied(parsed)
                 if self.upstream is None and isinstance(parsed, Frame):
                     self._start_automatically(parsed)
+
+    async def _within_rate(self, frame: Frame, message: str | bytes) -> bool:
+        """A CALL over the charger's rate is refused here (and a lasting flood ends it)."""
+        rate = self.call_rate
+        now = asyncio.get_running_loop().time()
+        if rate is None or rate.allow(now):
+            return True
+        self.tap.frame(Direction.UPSTREAM, message, frame)
+        refusal = call_error_frame(
+            frame.message_id, "GenericError", f"rate limit: at most {rate.rate:g} CALLs a second"
+        )
+        self.tap.frame(Direction.PROXY_RESPONSE, refusal, parse_frame(refusal), action=frame.action)
+        await self.charger.send(refusal)
+        if rate.persists(now):
+            log.warning(
+                "%r: still flooding after %gs; disconnecting",
+                self.charge_point_id,
+                rate.disconnect_after,
+            )
+            await self.charger.close(1008, "too many calls")
+        return False
 
     async def _handled_here(self, frame: Frame, message: str | bytes) -> bool:
         """Route what the CSMS must not see; True when the frame stops here."""

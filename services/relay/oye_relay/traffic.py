@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oye_relay.calls import PendingCalls
+from oye_relay.masking import masked_frame
 from oye_relay.metrics import RelayMetrics
 from oye_relay.publisher import Publisher
 from oye_shared import headers as h
@@ -33,6 +34,8 @@ class TrafficTap:
     session_id: str
     subprotocol: str = ""
     metrics: RelayMetrics | None = None
+    #: OYE_MASK_ID_TAGS: publish id tags masked (the peers get them unchanged).
+    mask_id_tags: bool = False
 
     def frame(
         self,
@@ -67,6 +70,8 @@ class TrafficTap:
         else:
             body = message
             headers[h.BINARY] = "1"
+        if self.mask_id_tags and isinstance(parsed, Frame):
+            body = masked_frame(parsed, body.decode()).encode()
         self.publisher.publish(self.subjects.frames(self.charge_point_id, direction), body, headers)
         if self.metrics is not None:
             self.metrics.frame(direction, action)
