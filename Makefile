@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types unit integration e2e clean
+.PHONY: run test lint types unit integration e2e browser chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	exec $(BIN)/oye up
 
-test: $(STAMP) lint types
+test: $(STAMP) lint types chromium
 	$(BIN)/pytest -n auto
 
 lint: $(STAMP)
@@ -35,6 +35,15 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/pytest -m e2e
+
+browser: $(STAMP) chromium
+	$(BIN)/pytest -m browser
+
+# The dashboard's browser tests drive Debian's chromium (Playwright never downloads one).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

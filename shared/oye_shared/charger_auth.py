@@ -42,6 +42,11 @@ class ChargerCredential(BaseModel):
     #: The password it presented (hashed): approving it makes this its password.
     pending_password_hash: str | None = None
 
+    @property
+    def revoked(self) -> bool:
+        """Known once, now neither approved nor waiting: the owner took its access away."""
+        return not self.approved and self.pending_since is None and self.pending_address is None
+
 
 def charger_hasher() -> PasswordHasher:
     return PasswordHasher(type=Type.ID, time_cost=2, memory_cost=19_456, parallelism=1)

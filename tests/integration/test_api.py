@@ -241,12 +241,15 @@ async def test_injection_needs_credentials(settings: Settings) -> None:
     assert response.status_code == 401
 
 
-async def test_an_injection_too_large_for_nats_is_413(
-    api: httpx.AsyncClient, nc: Client, settings: Settings
-) -> None:
-    """A payload over NATS's message limit is refused with 413, not a bus error."""
+async def test_an_injection_too_large_for_nats_is_413(nc: Client, settings: Settings) -> None:
+    """A payload over NATS's message limit is refused with 413, not a bus error (with an
+    HTTP body limit above NATS's, so that NATS's is the one that bites)."""
+    roomy = settings.model_copy(update={"max_http_body_bytes": 4 * nc.max_payload})
     huge = {"action": "DataTransfer", "payload": {"vendorId": "x", "data": "x" * nc.max_payload}}
-    async with FakeRelay(nc, settings, CP, answering(result())) as relay:
+    async with (
+        running_api(with_admin(roomy)) as api,
+        FakeRelay(nc, roomy, CP, answering(result())) as relay,
+    ):
         response = await api.post(f"/api/inject/{CP}", json=huge)
         assert relay.requests.empty()
     assert response.status_code == 413

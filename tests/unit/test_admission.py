@@ -80,6 +80,8 @@ def test_standalone_takes_the_first_offer_it_speaks() -> None:
 
 # Who may connect.
 
+REVOKED = Refusal(403, "this charger's access was revoked")
+
 
 def _known(password_hash: str | None = "hash") -> ChargerCredential:
     return ChargerCredential(charge_point_id="CP", approved=True, password_hash=password_hash)
@@ -98,6 +100,8 @@ def _known(password_hash: str | None = "hash") -> ChargerCredential:
         ("both", "reject", _known(), False, Refusal(401, "wrong or missing credentials")),
         ("forward", "reject", _known(), False, Admission.ADMIT),  # the CSMS checks
         ("local", "reject", _known(password_hash=None), False, Admission.ADMIT),
+        ("local", "accept", ChargerCredential(charge_point_id="CP"), False, REVOKED),
+        ("forward", "accept", ChargerCredential(charge_point_id="CP"), True, REVOKED),
     ],
 )
 def test_admission(

@@ -16,12 +16,23 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from nats.aio.client import Client
 
+from oye_api import dashboard
 from oye_api.deps import ApiState, require_user
 from oye_api.kv import open_buckets
 from oye_api.metrics import ApiMetrics, MetricsMiddleware
 from oye_api.proxy_config import ConfigStore
 from oye_api.replies import error_response
-from oye_api.routes import auth, chargers, config, health, inject, logs, smart_charging
+from oye_api.routes import (
+    auth,
+    charger_auth,
+    chargers,
+    config,
+    health,
+    inject,
+    logs,
+    smart_charging,
+)
+from oye_api.security import SecurityMiddleware
 from oye_api.throttle import WINDOW_SECONDS, LoginThrottle
 from oye_api.users import UserStore, ensure_admin
 from oye_shared import bus
@@ -94,11 +105,20 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(nats.errors.Error, _on_nats_error)
+    # Inside the metrics middleware, so its 400s and 413s are counted too.
+    docs_paths = [p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p]
+    app.add_middleware(
+        SecurityMiddleware, max_body_bytes=settings.max_http_body_bytes, docs_paths=docs_paths
+    )
     # Its own registry per app (tests run several apps in one process).
     app.state.metrics = metrics = ApiMetrics(nats_connected=lambda: _nats_connected(app))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     authenticated = [Depends(require_user)]
     app.include_router(health.router)
-    for module in (inject, smart_charging, chargers, config, auth, logs):
+    # charger_auth before chargers: its GET /api/chargers/pending would otherwise be taken
+    # for GET /api/chargers/{chargePointId:path}.
+    for module in (inject, smart_charging, charger_auth, chargers, config, auth, logs):
         app.include_router(module.router, dependencies=authenticated)
+    # The dashboard at / (its pages, live feed and assets); /api/* also takes its cookie.
+    dashboard.install(app)
     return app

@@ -10,6 +10,9 @@ Bucket                     Key                          Value
 ``{P}_login_failures``     ``kv_key(client address)``   recent failed logins, TTL = window
 ``{P}_limits``             ``kv_key(cp)``               ``{"maxPower": A}``, the persistent
                                                         limit the relay re-applies
+``{P}_charger_auth``       ``kv_key(cp)``               ``ChargerCredential`` JSON: approval
+                                                        and argon2id password hash (relay
+                                                        reads, writes pending chargers)
 =========================  ===========================  ================================
 """
 
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
+from oye_shared.charger_auth import CHARGER_AUTH_BUCKET
 from oye_shared.kv import bucket_config, get_entry, open_bucket, open_state_buckets, read_all
 from oye_shared.limits import LIMITS_BUCKET
 
@@ -32,6 +36,7 @@ class Buckets:
     relays: KeyValue
     login_failures: KeyValue
     limits: KeyValue
+    charger_auth: KeyValue
 
 
 async def open_buckets(nc: Client, prefix: str, *, login_window: float) -> Buckets:
@@ -44,6 +49,7 @@ async def open_buckets(nc: Client, prefix: str, *, login_window: float) -> Bucke
         relays=relays,
         login_failures=await open_bucket(js, bucket_config(prefix, "login_failures", login_window)),
         limits=await open_bucket(js, bucket_config(prefix, LIMITS_BUCKET)),
+        charger_auth=await open_bucket(js, bucket_config(prefix, CHARGER_AUTH_BUCKET)),
     )
 
 

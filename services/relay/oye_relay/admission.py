@@ -96,6 +96,8 @@ def admit(
     it presented matched (only asked when :func:`needs_password_check`)."""
     if mode == "none":
         return Admission.ADMIT
+    if credential is not None and credential.revoked and unknown_chargers != "pending":
+        return Refusal(403, "this charger's access was revoked")
     if credential is None or not credential.approved:
         if unknown_chargers == "reject":
             return Refusal(403, "this charger is not approved")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import math
 import time
@@ -153,7 +154,12 @@ class Gatekeeper:
         if presented is None or stored is None or presented[0] != charge_point_id:
             return False
         digest = hashlib.sha256(presented[1].encode()).digest()
-        if self._verified.get(charge_point_id) == (stored, digest):
+        remembered = self._verified.get(charge_point_id)
+        if (
+            remembered is not None
+            and remembered[0] == stored  # the stored hash is not secret; the digest is
+            and hmac.compare_digest(remembered[1], digest)
+        ):
             return True
         async with self._checking:
             ok = await asyncio.to_thread(verify_password, self._hasher, stored, presented[1])
@@ -183,6 +189,7 @@ class Gatekeeper:
                         return
                     pending = known.model_copy(
                         update={
+                            "pending_since": known.pending_since or now_rfc3339(),
                             "pending_address": address,
                             "pending_password_hash": password_hash,
                             "updated": now_rfc3339(),
