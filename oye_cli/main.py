@@ -1,4 +1,5 @@
-"""The ``oye`` command: ``oye up`` runs the whole stack; one subcommand per service."""
+"""The ``oye`` command: ``oye up`` runs the whole stack; one subcommand per service;
+``oye simulate`` runs simulated chargers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 import importlib
 import importlib.util
 import sys
+
+from oye_cli import simulate
 
 #: Service name -> module with a ``main()``. A service whose module is not installed yet
 #: is simply absent from ``oye up``.
@@ -38,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name in SERVICES:
         commands.add_parser(name, help=f"run the {name} service alone")
+    simulate.add_arguments(
+        commands.add_parser("simulate", help="run simulated OCPP 1.6 / 2.0.1 chargers")
+    )
     return parser
 
 
@@ -47,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         from oye_cli.supervisor import main as up
 
         up()
+    elif args.command == "simulate":
+        sys.exit(simulate.main(args))
     else:
         module = SERVICES[args.command]
         if not _has_module(module):

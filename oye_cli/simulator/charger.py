@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -30,6 +30,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from oye_cli.simulator.configuration import ConfigKey, default_configuration
+from oye_cli.simulator.device_model import DeviceModel, Variable, default_variables
 from oye_cli.simulator.frame_log import FrameLog, RecordingConnection
 from oye_cli.simulator.ocpp_peer import utc_now
 from oye_cli.simulator.state import ChargerState, Clock
@@ -44,6 +46,20 @@ SUBPROTOCOL: dict[str, str] = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 
 class SimulatorError(RuntimeError):
     """The simulated charger was used wrongly (not connected, wrong version)."""
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    A task is cancelled again while it runs on: in Python 3.11 ``asyncio.wait_for`` (which
+    ``ocpp`` waits for answers with) loses a cancellation that arrives together with the
+    answer, and the task would carry on as if never cancelled.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
 
 
 def charger_url(base: str, charge_point_id: str) -> str:
@@ -76,7 +92,9 @@ class SimulatedCharger:
         clock: Clock = utc_now,
         vendor: str = "OYE",
         model: str = "Simulator",
+        frames: FrameLog | None = None,
     ) -> None:
+        """``frames``: the log to record into (e.g. one with a ``limit`` and a listener)."""
         if version not in SUBPROTOCOL:
             raise ValueError(f"unsupported OCPP version {version!r}")
         self.url = url
@@ -87,8 +105,16 @@ class SimulatedCharger:
         self.state = ChargerState.with_connectors(
             connectors, hardware_max_amps=Decimal(max_current), clock=clock
         )
-        self.frames = FrameLog()
+        self.frames = frames if frames is not None else FrameLog()
+        # What the CSMS configures survives reconnections (the peer is new each time).
+        self.config = default_configuration(connectors) if version == "1.6" else None
+        self.device_model = (
+            DeviceModel(default_variables(charge_point_id)) if version == "2.0.1" else None
+        )
         self.errors: list[BaseException] = []
+        #: Set when the CSMS reset the whole charger; whoever runs it reboots it (the
+        #: library alone keeps the socket up).
+        self.reboot_requested = asyncio.Event()
         self._response_timeout = response_timeout
         self._open_timeout = open_timeout
         self._ping_interval = ping_interval
@@ -126,16 +152,20 @@ class SimulatedCharger:
             ping_interval=self._ping_interval,
         )
         recording = RecordingConnection(self._connection, self.frames)
-        peer_class = ChargerV16 if self.version == "1.6" else ChargerV201
-        self._peer = peer_class(
-            self.charge_point_id,
-            recording,
-            state=self.state,
-            follow_up=self._start_follow_up,
-            response_timeout=self._response_timeout,
-            vendor=self._vendor,
-            model=self._model,
-        )
+        common: dict[str, Any] = {
+            "state": self.state,
+            "reboot": self.reboot_requested.set,
+            "follow_up": self._start_follow_up,
+            "response_timeout": self._response_timeout,
+            "vendor": self._vendor,
+            "model": self._model,
+        }
+        if self.version == "1.6":
+            self._peer = ChargerV16(self.charge_point_id, recording, config=self.config, **common)
+        else:
+            self._peer = ChargerV201(
+                self.charge_point_id, recording, device_model=self.device_model, **common
+            )
         self._receiver = asyncio.create_task(self._receive(self._peer))
 
     async def _receive(self, peer: ChargerV16 | ChargerV201) -> None:
@@ -169,11 +199,8 @@ class SimulatedCharger:
             task.cancel()
         if self._connection is not None:
             await self._connection.close(code, reason)
-        tasks = [*self._follow_ups, *([self._receiver] if self._receiver else [])]
-        if self._receiver is not None:
-            self._receiver.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        tasks = {*self._follow_ups, *([self._receiver] if self._receiver else [])}
+        await cancel_and_wait(tasks)
 
     def drop(self) -> None:
         """Cut the TCP connection without a closing handshake (a charger losing power)."""
@@ -202,6 +229,32 @@ class SimulatedCharger:
     def subprotocol(self) -> str | None:
         """The subprotocol the CSMS chose, ``None`` when it chose none."""
         return self.connection.subprotocol
+
+    @property
+    def heartbeat_interval(self) -> int:
+        """Seconds between Heartbeats: HeartbeatInterval (1.6) or its 2.0.1 variable."""
+        return int(self._setting("HeartbeatInterval", "OCPPCommCtrlr").value)
+
+    @heartbeat_interval.setter
+    def heartbeat_interval(self, seconds: int) -> None:
+        self._setting("HeartbeatInterval", "OCPPCommCtrlr").value = str(seconds)
+
+    @property
+    def meter_interval(self) -> int:
+        """Seconds between meter values in a transaction: MeterValueSampleInterval (1.6),
+        SampledDataCtrlr.TxUpdatedInterval (2.0.1)."""
+        return int(self._setting("MeterValueSampleInterval", "SampledDataCtrlr").value)
+
+    @meter_interval.setter
+    def meter_interval(self, seconds: int) -> None:
+        self._setting("MeterValueSampleInterval", "SampledDataCtrlr").value = str(seconds)
+
+    def _setting(self, key16: str, component: str) -> ConfigKey | Variable:
+        if self.config is not None:
+            return self.config[key16]
+        assert self.device_model is not None
+        name = "TxUpdatedInterval" if key16 == "MeterValueSampleInterval" else key16
+        return self.device_model.get(component, name)
 
     @property
     def received(self) -> list[str]:

@@ -30,9 +30,9 @@ def default_configuration(connectors: int) -> dict[str, ConfigKey]:
         "LocalPreAuthorize": ConfigKey("false", kind="bool"),
         "StopTransactionOnInvalidId": ConfigKey("true", kind="bool"),
         "NumberOfConnectors": ConfigKey(str(connectors), readonly=True, kind="int"),
+        # What the handlers implement (no FirmwareManagement: no firmware to update).
         "SupportedFeatureProfiles": ConfigKey(
-            "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,"
-            "RemoteTrigger",
+            "Core,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger",
             readonly=True,
         ),
         "GetConfigurationMaxKeys": ConfigKey("50", readonly=True, kind="int"),

@@ -9,11 +9,16 @@ polls::
     async with asyncio.timeout(5):
         frame = await log.wait_for(is_call("Heartbeat"), direction="sent")
     assert frame.payload == {}
+
+A log that runs for long (``oye simulate``) keeps only its last ``limit`` frames; indexes
+keep counting, so ``since`` stays meaningful. A ``listener`` sees every frame as it is
+recorded (the simulator prints one line per frame with it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,8 +26,11 @@ from typing import Any, Literal, Protocol
 
 from oye_shared.frames import Frame, FrameError, MessageType, parse_frame
 
+logger = logging.getLogger(__name__)
+
 Direction = Literal["received", "sent"]
 Predicate = Callable[["RecordedFrame"], bool]
+Listener = Callable[["RecordedFrame"], None]
 
 
 @dataclass(frozen=True)
@@ -89,10 +97,21 @@ class _Waiter:
 
 @dataclass
 class FrameLog:
-    """Frames in the order they passed, both directions; see the module docstring."""
+    """Frames in the order they passed, both directions; see the module docstring.
+
+    ``frames`` holds the retained frames (all of them unless ``limit`` is set).
+    """
 
     frames: list[RecordedFrame] = field(default_factory=list)
+    limit: int | None = None
+    listener: Listener | None = field(default=None, repr=False)
+    _dropped: int = field(default=0, repr=False)
     _waiters: list[_Waiter] = field(default_factory=list, repr=False)
+
+    @property
+    def next_index(self) -> int:
+        """The index the next recorded frame gets (a ``since`` for "from now on")."""
+        return self._dropped + len(self.frames)
 
     @property
     def received(self) -> list[str]:
@@ -105,9 +124,18 @@ class FrameLog:
         return [f.text for f in self.frames if f.direction == "sent"]
 
     def record(self, direction: Direction, text: str) -> RecordedFrame:
-        """Append one frame and wake the waiters it matches."""
-        recorded = RecordedFrame(len(self.frames), direction, text)
+        """Append one frame, tell the listener, and wake the waiters it matches."""
+        recorded = RecordedFrame(self.next_index, direction, text)
         self.frames.append(recorded)
+        if self.limit is not None and len(self.frames) > self.limit:
+            surplus = len(self.frames) - self.limit
+            del self.frames[:surplus]
+            self._dropped += surplus
+        if self.listener is not None:
+            try:
+                self.listener(recorded)
+            except Exception:  # a display problem must not break the connection
+                logger.exception("frame listener failed on frame %d", recorded.index)
         for waiter in list(self._waiters):
             if waiter.future.done() or not _fits(waiter, recorded):
                 continue
@@ -123,8 +151,9 @@ class FrameLog:
     def find(
         self, predicate: Predicate, *, direction: Direction | None = None, since: int = 0
     ) -> list[RecordedFrame]:
-        """Every recorded frame from index ``since`` on that matches."""
-        return [f for f in self.frames[since:] if direction in (None, f.direction) and predicate(f)]
+        """Every retained frame from index ``since`` on that matches."""
+        retained = self.frames[max(since - self._dropped, 0) :]
+        return [f for f in retained if direction in (None, f.direction) and predicate(f)]
 
     async def wait_for(
         self,

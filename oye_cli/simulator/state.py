@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from oye_cli.simulator.local_auth import LocalAuthorization
 from oye_cli.simulator.ocpp_peer import utc_now
 from oye_cli.simulator.smart_charging import CompositeSchedule, ProfileStore
 
@@ -45,15 +46,18 @@ class Connector:
     pending_operative: bool | None = None  # a ChangeAvailability answered "Scheduled"
     transaction: Transaction | None = None
     meter_wh: int = 0
+    meter_fraction_wh: Decimal = Decimal(0)  # what the whole-Wh register has not shown yet
 
 
 @dataclass
 class ChargerState:
-    """Connectors, transactions, profiles, and a record of what the CSMS asked for."""
+    """Connectors, transactions, profiles, the local list and reservations, and a record
+    of what the CSMS asked for."""
 
     connectors: dict[int, Connector]
     hardware_max_amps: Decimal = Decimal(32)
     profiles: ProfileStore = field(default_factory=ProfileStore)
+    local: LocalAuthorization = field(default_factory=LocalAuthorization)
     clock: Clock = utc_now
     resets: list[str] = field(default_factory=list)
     unlocks: list[int] = field(default_factory=list)
@@ -118,6 +122,18 @@ class ChargerState:
                 changes.append((connector.id, wanted))
         return changes
 
+    def reboot(self) -> None:
+        """After a reboot: connectors without a transaction are Available (the car is gone),
+        Unavailable when inoperative, Reserved while a reservation holds them."""
+        reserved = set(self.local.reservations.values())
+        for connector in self.connectors.values():
+            if connector.transaction is not None:
+                continue
+            if not connector.operative:
+                connector.status = "Unavailable"
+            else:
+                connector.status = "Reserved" if connector.id in reserved else "Available"
+
     def data_transfer(self, vendor_id: str, message_id: str | None, data: Any) -> str:
         """Record an incoming DataTransfer; its status (the spec's answer to strangers)."""
         self.data_transfers.append({"vendor_id": vendor_id, "message_id": message_id, "data": data})
@@ -139,3 +155,18 @@ class ChargerState:
             transaction_start=transaction.started_at if transaction else None,
             hardware_max_amps=self.hardware_max_amps,
         )
+
+    def offered_power_w(self, connector_id: int) -> Decimal:
+        """The power the composite schedule allows on a connector now, in W (total)."""
+        schedule = self.composite(connector_id, 1, "W")
+        return schedule.periods[0].limit if schedule and schedule.periods else Decimal(0)
+
+    def charge(self, connector: Connector, seconds: float) -> Decimal:
+        """Let ``seconds`` of charging pass on ``connector``: the EV draws all the power it is
+        offered, the energy register advances (in whole Wh); the power drawn, in W."""
+        power = self.offered_power_w(connector.id)
+        energy = power * Decimal(str(seconds)) / 3600 + connector.meter_fraction_wh
+        whole = int(energy)
+        connector.meter_wh += whole
+        connector.meter_fraction_wh = energy - whole
+        return power

@@ -7,20 +7,22 @@ TriggerMessage, ...) run after the reply was sent, as tasks the charger owns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ocpp.v16 import call, call_result
 
-from oye_cli.simulator.configuration import default_configuration, valid_value
+from oye_cli.simulator.configuration import ConfigKey, default_configuration, valid_value
 from oye_cli.simulator.ocpp_peer import Connection, after, on, utc_iso
 from oye_cli.simulator.smart_charging import TX
 from oye_cli.simulator.state import VENDOR_ID, ChargerState, Connector, FollowUp, Transaction
+from oye_cli.simulator.v16_management import ManagementV16
 from oye_cli.simulator.v16_smart_charging import SmartChargingV16
 
 _STOP_REASON = {"Hard": "HardReset", "Soft": "SoftReset"}
 
 
-class ChargerV16(SmartChargingV16):
+class ChargerV16(ManagementV16, SmartChargingV16):
     """A 1.6 charger: call methods for what it sends, ``@on`` handlers for what it answers."""
 
     def __init__(
@@ -33,11 +35,16 @@ class ChargerV16(SmartChargingV16):
         response_timeout: float = 10.0,
         vendor: str = VENDOR_ID,
         model: str = "Simulator",
+        config: dict[str, ConfigKey] | None = None,
+        reboot: Callable[[], None] | None = None,
     ) -> None:
+        """``config``: the keys to use (kept across connections), a fresh default set if
+        none; ``reboot``: called when an accepted Reset should restart the charger."""
         super().__init__(charge_point_id, connection, response_timeout=response_timeout)
         self.state = state
-        self.config = default_configuration(len(state.connectors))
+        self.config = config if config is not None else default_configuration(len(state.connectors))
         self._follow_up = follow_up
+        self._reboot = reboot
         self._vendor = vendor
         self._model = model
 
@@ -183,9 +190,12 @@ class ChargerV16(SmartChargingV16):
 
     @after("Reset")
     def after_reset(self, type: str, **_: Any) -> None:
-        """Running transactions end (reason HardReset/SoftReset); the socket stays up."""
+        """Running transactions end (reason HardReset/SoftReset), then the charger reboots
+        if it was given a ``reboot`` (else the socket stays up)."""
         for transaction in self.state.transactions():
             self._follow_up(self.stop_transaction(int(transaction.id), reason=_STOP_REASON[type]))
+        if self._reboot is not None:
+            self._reboot()
 
     # -- remote control ------------------------------------------------------------------
 

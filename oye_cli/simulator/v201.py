@@ -9,6 +9,7 @@ as tasks the charger owns.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ocpp.v201 import call, call_result
@@ -16,6 +17,7 @@ from ocpp.v201 import call, call_result
 from oye_cli.simulator.device_model import DeviceModel, default_variables
 from oye_cli.simulator.ocpp_peer import Connection, after, on, utc_iso
 from oye_cli.simulator.state import VENDOR_ID, ChargerState, Connector, FollowUp, Transaction
+from oye_cli.simulator.v201_management import ManagementV201
 from oye_cli.simulator.v201_smart_charging import SmartChargingV201
 
 _TRIGGER_REASON = {
@@ -25,7 +27,7 @@ _TRIGGER_REASON = {
 }
 
 
-class ChargerV201(SmartChargingV201):
+class ChargerV201(ManagementV201, SmartChargingV201):
     """A 2.0.1 station: call methods for what it sends, ``@on`` handlers for what it answers."""
 
     def __init__(
@@ -38,11 +40,16 @@ class ChargerV201(SmartChargingV201):
         response_timeout: float = 10.0,
         vendor: str = VENDOR_ID,
         model: str = "Simulator",
+        device_model: DeviceModel | None = None,
+        reboot: Callable[[], None] | None = None,
     ) -> None:
+        """``device_model``: the variables to use (kept across connections), the default
+        set if none; ``reboot``: called when an accepted Reset should restart the station."""
         super().__init__(charge_point_id, connection, response_timeout=response_timeout)
         self.state = state
-        self.device_model = DeviceModel(default_variables(charge_point_id))
+        self.device_model = device_model or DeviceModel(default_variables(charge_point_id))
         self._follow_up = follow_up
+        self._reboot = reboot
         self._vendor = vendor
         self._model = model
 
@@ -109,6 +116,7 @@ class ChargerV201(SmartChargingV201):
         remote_start_id: int | None = None,
         energy_wh: int | None = None,
         transaction_id: str | None = None,
+        power_w: float | None = None,
     ) -> Any:
         """TransactionEvent Started/Updated/Ended on ``evse``; ``seqNo`` counts per transaction.
 
@@ -139,7 +147,7 @@ class ChargerV201(SmartChargingV201):
             trigger_reason=trigger_reason or _TRIGGER_REASON[event_type],
             seq_no=transaction.seq_no,
             transaction_info=info,
-            meter_value=self._meter_value(evse, energy_wh),
+            meter_value=self._meter_value(evse, energy_wh, power_w),
             evse={"id": evse, "connector_id": 1},
             id_token={"id_token": id_tag, "type": "ISO14443"} if id_tag else None,
         )
@@ -197,7 +205,10 @@ class ChargerV201(SmartChargingV201):
 
     @after("Reset")
     def after_reset(self, type: str, evse_id: int | None = None, **_: Any) -> None:
-        """Immediate: running transactions end (ImmediateReset); the socket stays up."""
+        """Immediate: running transactions end (ImmediateReset). A station-wide reset that
+        was not Scheduled then reboots the station if it was given a ``reboot`` (else the
+        socket stays up)."""
+        idle = not self.state.transactions()
         if type == "Immediate":
             for connector in self.state.affected(evse_id):
                 if connector.transaction:
@@ -209,6 +220,8 @@ class ChargerV201(SmartChargingV201):
                             stopped_reason="ImmediateReset",
                         )
                     )
+        if self._reboot is not None and evse_id is None and (type == "Immediate" or idle):
+            self._reboot()
 
     # -- remote control ------------------------------------------------------------------
 
