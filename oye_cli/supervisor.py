@@ -125,11 +125,13 @@ def _announce(settings: Settings, nats_url: str, *, embedded: bool, services: li
             f"oye:   watch traffic: nats sub --server {nats_url} '{settings.subject_prefix}.>'"
         )
     if "relay" in services:
+        scheme = "wss" if settings.tls_cert else "ws"
         lines.append(
-            f"oye: chargers connect to {'wss' if settings.tls_cert else 'ws'}://{host}:{settings.ocpp_port}/ocpp/{{chargePointId}}"
+            f"oye: chargers connect to {scheme}://{host}:{settings.ocpp_port}/ocpp/{{chargePointId}}"
         )
         lines.append(f"oye:   upstream CSMS: {settings.upstream_url or 'none (standalone)'}")
     if "inject-api" in services:
+        lines.append(f"oye: dashboard at http://{host}:{settings.http_port}/")
         lines.append(f"oye: API at http://{host}:{settings.http_port}/api (docs: /docs)")
     lines.append(f"oye: services: {', '.join(services)}; Ctrl-C stops everything")
     print("\n".join(lines), flush=True)
