@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from oye_relay.upstream import UpstreamOptions, make_ssl_context
 from oye_shared.bus import cancellation_checkpoint
 from oye_shared.settings import Settings
-from oye_shared.state import CONFIG_KEY, ProxyConfig
+from oye_shared.state import CONFIG_KEY, ProxyConfig, seed_config
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class LiveConfig:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.config = ProxyConfig(target_csms_url=settings.upstream_url)
+        self.config = seed_config(settings)
         self._options: UpstreamOptions | None = None
 
     def upstream_options(self) -> UpstreamOptions | None:
