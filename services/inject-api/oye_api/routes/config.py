@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, status
+from fastapi import APIRouter, Body, HTTPException
 
 from oye_api.deps import State
 from oye_api.models import ErrorBody
@@ -71,4 +71,4 @@ async def update_config(
     try:
         return await state.config.update(update.changes())
     except ConfigRefusedError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(422, str(exc)) from exc
