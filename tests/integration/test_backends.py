@@ -250,7 +250,7 @@ async def test_the_default_read_only_policy_answers_a_remote_start_and_forwards_
     """The secondary's remote start never reaches the charger; its read does."""
     async with (
         two_backends(settings, nc) as setup,
-        charger_on(setup, "CP-P", version) as (charger, primary, secondary),
+        charger_on(setup, "CP-P", version) as (charger, _primary, secondary),
     ):
         await charger.boot()
         answer = await secondary.call(remote_start(version))

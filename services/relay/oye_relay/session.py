@@ -23,19 +23,17 @@ from websockets.protocol import State
 
 from oye_relay.authorization import OfflineAuthorization
 from oye_relay.auto_charge import remote_start_for
-from oye_relay.backend_calls import BackendCalls, policy_reply
+from oye_relay.backend_set import BackendSet
 from oye_relay.calls import PendingCalls
 from oye_relay.inject_endpoint import InjectEndpoint
 from oye_relay.injection import Injector
 from oye_relay.lane import CallLane, LaneCall, Origin, Reply
 from oye_relay.limit_keeper import LimitKeeper, is_accepted_boot, no_stored_limit
-from oye_relay.message_ids import with_message_id
 from oye_relay.offline import offline_answer
 from oye_relay.offline_queue import ChargerQueue
 from oye_relay.rate import CallRate
 from oye_relay.replayer import Replayer
 from oye_relay.reports import FollowUps
-from oye_relay.secondary import SecondaryLink
 from oye_relay.tracker import ChargerTracker
 from oye_relay.traffic import TrafficTap, inspect, track
 from oye_relay.transaction_ids import TransactionIds
@@ -48,7 +46,7 @@ from oye_relay.upstream import (
     UpstreamUnreachable,
     open_upstream,
 )
-from oye_shared.backends import PRIMARY, Policy, SecondaryBackend, decide
+from oye_shared.backends import Policy, SecondaryBackend
 from oye_shared.frames import Frame, FrameError, call_error_frame, parse_frame
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest
 from oye_shared.limits import LimitIds
@@ -174,26 +172,23 @@ class ChargerSession:
         )
         if upstream is not None:
             self.replayer.connected()  # a queue left by an earlier connection goes first
-        # Other backends of this charger, and the policies of every backend's CALLs.
-        self.primary_policy = dict(primary_policy or {})
-        self.links = [
-            SecondaryLink(
-                backend=backend,
-                options=options,
-                charge_point_id=charge_point_id,
-                subprotocol=charger.subprotocol,
-                version=lambda: self.version,
-                authorization=charger_authorization,
-                user_agent=user_agent,
-                backoff_max=backoff_max,
-                tap=tap,
-                on_call=self._secondary_called,
-                on_state=self._backends_changed,
-            )
-            for backend, options in secondaries
-        ]
-        self.backend_calls = BackendCalls(rewrite_ids=bool(self.links))
-        self._set_backends()
+        # Every backend's CALLs and the secondary backends of this charger.
+        self.backends = BackendSet(
+            charge_point_id=charge_point_id,
+            subprotocol=charger.subprotocol,
+            version=lambda: self.version,
+            lane=self.lane,
+            send_call=self._send_call,
+            call_timeout=call_timeout,
+            tap=tap,
+            state=tracker.state,
+            state_changed=on_state_change,
+            primary_policy=primary_policy,
+            secondaries=secondaries,
+            charger_authorization=charger_authorization,
+            user_agent=user_agent,
+            backoff_max=backoff_max,
+        )
 
     @property
     def replay_backlog(self) -> int:
@@ -219,10 +214,7 @@ class ChargerSession:
             self._keep_upstream(), name=f"upstream {self.charge_point_id!r}"
         )
         lane_task = asyncio.create_task(self._run_lane(), name=f"lane {self.charge_point_id!r}")
-        link_tasks = [
-            asyncio.create_task(link.run(), name=f"backend {link.name} {self.charge_point_id!r}")
-            for link in self.links
-        ]
+        link_tasks = self.backends.start()
         self._track(self.limits.after_connect())
         try:
             await self._pump_charger()
@@ -259,16 +251,14 @@ class ChargerSession:
                         self.limits.charger_called(parsed.action)
                     if self.tracker.from_charger(parsed):
                         self._state_changed(self.tracker.state)
-                    if parsed.is_reply and self.backend_calls.rewrite_ids:
-                        routed = self._route_reply(parsed, _text(message))
+                    if parsed.is_reply:
+                        routed = self.backends.route_reply(parsed, _text(message))
                         if routed is None:
                             continue  # a secondary's: gone to it
                         message, parsed = routed
                     if await self._handled_here(parsed, message):
                         continue
-                    if parsed.action is not None and not parsed.is_reply:
-                        for link in self.links:
-                            link.charger_sent(message, parsed)
+                    self.backends.charger_sent(message, parsed)
                 action = track(parsed, self.charger_calls, self.csms_calls)
                 self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
                 await self._send_upstream(message, parsed)
@@ -276,24 +266,6 @@ class ChargerSession:
                     self.limits.charger_replied(parsed)
                 if self.upstream is None and isinstance(parsed, Frame):
                     self._start_automatically(parsed)
-
-    def _route_reply(self, frame: Frame, text: str) -> tuple[str, Frame] | None:
-        """The charger answered a backend's CALL under a proxy-unique id: settle the lane,
-        restore the backend's id; a secondary's answer goes to it here (None)."""
-        route = self.backend_calls.route(frame.message_id)
-        if route is None:
-            return text, frame  # not a backend's call (an injection, or unknown)
-        call = self.lane.matches(frame.message_id)
-        if call is not None:
-            call.settle(Reply(frame, text))
-        restored = with_message_id(text, route.original_id)
-        restored_frame = parse_frame(restored)
-        if route.source == PRIMARY:
-            return restored, restored_frame
-        link = next((link for link in self.links if link.name == route.source), None)
-        if link is not None:
-            link.send(restored, restored_frame, Direction.UPSTREAM, action=route.action)
-        return None
 
     async def _within_rate(self, frame: Frame, message: str | bytes) -> bool:
         """A CALL over the charger's rate is refused here (and a lasting flood ends it)."""
@@ -393,8 +365,7 @@ class ChargerSession:
         self.tap.frame(Direction.PROXY_RESPONSE, text, answer_frame, action=frame.action)
         if self.tracker.to_charger(answer_frame):
             self._state_changed(self.tracker.state)
-        for link in self.links:
-            link.charger_answered(answer_frame)
+        self.backends.charger_answered(answer_frame)
         await self.charger.send(text)
         if is_accepted_boot(frame.action, answer_frame):
             self.limits.boot_accepted(
@@ -458,7 +429,7 @@ class ChargerSession:
 
     def _set_upstream_state(self, state: str) -> None:
         self.tracker.state.upstream = state
-        self._set_backends()
+        self.backends.update_state()
         self._state_changed(self.tracker.state)
         if state == "down":
             self.limits.apply_failsafe()
@@ -520,65 +491,18 @@ class ChargerSession:
                 if isinstance(parsed, Frame) and self.tracker.to_charger(parsed):
                     self._state_changed(self.tracker.state)
                 if isinstance(parsed, Frame) and parsed.is_call and parsed.action is not None:
-                    if self.primary_policy and not await self._allowed(
-                        upstream, parsed, self.primary_policy
-                    ):
-                        continue
                     self.limits.csms_called(parsed)
                     if self.transaction_map:
                         message = self.transaction_map.towards_charger(parsed, _text(message))
-                    await self._submit(PRIMARY, parsed, message)
+                    await self.backends.primary_called(upstream, parsed, message)
                     continue
-                if isinstance(parsed, Frame) and self.links:
-                    for link in self.links:
-                        link.charger_answered(parsed)
+                if isinstance(parsed, Frame):
+                    self.backends.charger_answered(parsed)
                 await self.charger.send(message)
                 if isinstance(parsed, Frame) and is_accepted_boot(action, parsed):
                     self.limits.boot_accepted(by_proxy=False, csms_configured=True)
 
-    # The lane towards the charger, shared by every backend.
-
-    async def _submit(self, source: str, frame: Frame, message: str | bytes) -> None:
-        deadline = asyncio.get_running_loop().time() + self.call_timeout
-        call = self.backend_calls.lane_call(source, frame, message, deadline=deadline)
-        if self.lane.submit(call):
-            await self._send_call(call)
-
-    async def _allowed(
-        self, upstream: ClientConnection, frame: Frame, policy: Mapping[str, Policy]
-    ) -> bool:
-        """The primary's policy lets its CALL through; else the proxy answered it."""
-        assert frame.action is not None
-        decision = decide(policy, frame.action, frame.payload, secondary=False)
-        if decision is Policy.FORWARD:
-            return True
-        reply = policy_reply(self.version or "2.0.1", PRIMARY, decision, frame, {})
-        self.tap.frame(Direction.PROXY_RESPONSE, reply, parse_frame(reply), action=frame.action)
-        with contextlib.suppress(ConnectionClosed):
-            await upstream.send(reply)
-        return False
-
-    async def _secondary_called(self, link: SecondaryLink, frame: Frame, text: str) -> None:
-        """A secondary's CALL: its policy first, then the lane (with a proxy-unique id)."""
-        assert frame.action is not None
-        backend = link.backend
-        decision = decide(backend.policy, frame.action, frame.payload, secondary=True)
-        if decision is Policy.FORWARD and not self.ended:
-            await self._submit(link.name, frame, link.towards_charger(frame, text))
-            return
-        version = self.version or "2.0.1"
-        reply = policy_reply(version, link.name, decision, frame, backend.answers)
-        link.send(reply, parse_frame(reply), Direction.PROXY_RESPONSE, action=frame.action)
-
-    def _set_backends(self) -> None:
-        state = self.tracker.state
-        backends = {PRIMARY: state.upstream or "none"}
-        backends.update((link.name, link.state) for link in self.links)
-        state.backends = backends
-
-    def _backends_changed(self) -> None:
-        self._set_backends()
-        self._state_changed(self.tracker.state)
+    # The lane towards the charger, shared by every backend (see backend_set.py).
 
     async def _send_call(self, call: LaneCall) -> None:
         if call.origin is Origin.INJECTED:
