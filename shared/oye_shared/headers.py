@@ -15,6 +15,9 @@ Header                 Value
 ``Oye-Action``         the action; for a reply, the action of the call it answers
 ``Oye-Error``          for MALFORMED frames: why (see ``frames.FRAME_ERROR_REASONS``)
 ``Oye-Binary``         ``1`` when the frame arrived as a binary WebSocket message
+``Oye-Backend``        which backend the frame went to or came from: ``primary``
+                       (the CSMS) or a secondary backend's name; absent on frames
+                       between the proxy and the charger alone (injections)
 ``Oye-Offline-Tx-Id``  on a queued 1.6 StartTransaction: the transaction id the
                        proxy gave the charger (the offline replay queue only)
 =====================  =========================================================
@@ -37,6 +40,7 @@ ACTION = "Oye-Action"
 ERROR = "Oye-Error"
 BINARY = "Oye-Binary"
 OFFLINE_TRANSACTION_ID = "Oye-Offline-Tx-Id"
+BACKEND = "Oye-Backend"
 NATS_MSG_ID = "Nats-Msg-Id"
 
 MALFORMED = "MALFORMED"

@@ -436,6 +436,15 @@ def _validator(version: Version, action: str, response: bool) -> _SchemaValidato
     return validator
 
 
+def response_schema(version: str, action: str) -> dict[str, Any]:
+    """The official response schema of ``action`` (plain JSON, numbers as Decimal)."""
+    v = _checked(version, action, response=True)
+    path = resources.files("ocpp") / _SCHEMA_DIRS[v] / "schemas"
+    text = (path / _schema_file(v, action, True)).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text, parse_float=Decimal)
+    return schema
+
+
 # --- Public validation ------------------------------------------------------------------------
 
 

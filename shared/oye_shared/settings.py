@@ -15,6 +15,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from oye_shared.backends import Policy, SecondaryBackend
+from oye_shared.ownership import conflicts
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -59,6 +62,9 @@ class Settings(BaseSettings):
     failsafe_limit: Annotated[float, Field(gt=0)] | None = None
     #: How often a replayed message the CSMS rejects is sent again before it is set aside.
     replay_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    #: Secondary backends as JSON (seeds ``secondaryBackends``), and the primary's policy.
+    secondary_backends: list[SecondaryBackend] = Field(default_factory=list)
+    primary_policy: dict[str, Policy] = Field(default_factory=dict)
 
     # NATS.
     nats_url: str | None = Field(
@@ -133,6 +139,13 @@ class Settings(BaseSettings):
             raise ValueError("OYE_TLS_CERT and OYE_TLS_KEY must be set together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("OYE_TLS_CLIENT_CA needs OYE_TLS_CERT and OYE_TLS_KEY")
+        return self
+
+    @model_validator(mode="after")
+    def _one_owner_per_command(self) -> Settings:
+        problems = conflicts(self.primary_policy, self.secondary_backends)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @field_validator("nats_url")

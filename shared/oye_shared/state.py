@@ -21,10 +21,15 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from oye_shared.backends import Policy, SecondaryBackend
+
+if TYPE_CHECKING:
+    from oye_shared.settings import Settings
 
 CONFIG_KEY = "proxy"
 RELAY_TTL_SECONDS = 15.0
@@ -59,6 +64,9 @@ class ChargerState(_Wire):
     connected_since: str | None = None
     last_seen: str | None = None
     upstream: str | None = None  # "up", "down" or "none" (standalone)
+    #: Each backend's connection: ``primary`` and every secondary by name -> "up",
+    #: "down", "connecting" or "none" (the primary in standalone mode).
+    backends: dict[str, str] = Field(default_factory=dict)
     #: From the last BootNotification: vendor, model, serial, firmware.
     boot: dict[str, Any] | None = None
     #: By connector ("evseId/connectorId" on 2.0.1+): status, errorCode, timestamp.
@@ -80,3 +88,18 @@ class ProxyConfig(_Wire):
     csms_forwarding_enabled: bool = True
     auto_charge_enabled: bool = False
     default_id_tag: str = Field(default="OYE-AUTO", min_length=1, max_length=20)
+    #: The primary's policy for its CALLs (default: everything forwarded), see
+    #: :mod:`oye_shared.backends`.
+    primary_policy: dict[str, Policy] = Field(default_factory=dict)
+    #: Named secondary backends (default policy: read-only).
+    secondary_backends: list[SecondaryBackend] = Field(default_factory=list)
+
+
+def seed_config(settings: Settings) -> ProxyConfig:
+    """The first configuration, from ``OYE_UPSTREAM_URL``, ``OYE_PRIMARY_POLICY`` and
+    ``OYE_SECONDARY_BACKENDS`` (used only while the KV entry does not exist)."""
+    return ProxyConfig(
+        target_csms_url=settings.upstream_url,
+        primary_policy=settings.primary_policy,
+        secondary_backends=settings.secondary_backends,
+    )

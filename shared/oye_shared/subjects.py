@@ -51,6 +51,8 @@ class EventKind(StrEnum):
     REPLAY_REJECTED = "replay_rejected"  # a queued message the CSMS would not take
     ADMISSION_REFUSED = "admission_refused"  # a charger refused at the handshake
     PENDING = "pending"  # an unknown charger held until the owner approves it
+    BACKEND_UP = "backend_up"  # a secondary backend connected (``backend``: its name)
+    BACKEND_DOWN = "backend_down"  # a secondary backend dropped or is unreachable
 
 
 def _escape_char(match: re.Match[str]) -> str:

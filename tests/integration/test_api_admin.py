@@ -160,6 +160,8 @@ async def test_config_is_seeded_from_the_environment_only_once(settings: Setting
             "csmsForwardingEnabled": True,
             "autoChargeEnabled": False,
             "defaultIdTag": "OYE-AUTO",
+            "primaryPolicy": {},
+            "secondaryBackends": [],
         }
     second = with_admin(settings, upstream_url="ws://csms-two:9000/ocpp")
     async with running_api(second) as http:
@@ -179,6 +181,8 @@ async def test_config_updates_merge_and_persist(api: httpx.AsyncClient) -> None:
         "csmsForwardingEnabled": True,
         "autoChargeEnabled": True,
         "defaultIdTag": "ME",
+        "primaryPolicy": {},
+        "secondaryBackends": [],
     }
     assert second.json() == expected
     assert (await api.get("/api/config")).json() == expected

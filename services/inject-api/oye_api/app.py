@@ -37,6 +37,7 @@ from oye_api.throttle import WINDOW_SECONDS, LoginThrottle
 from oye_api.users import UserStore, ensure_admin
 from oye_shared import bus
 from oye_shared.settings import Settings
+from oye_shared.state import seed_config
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
                 throttle=LoginThrottle(buckets.login_failures),
                 config=ConfigStore(buckets.config),
             )
-            if await state.config.seed(settings.upstream_url):
+            if await state.config.seed(seed_config(settings)):
                 log.info(
                     "first start: config seeded with targetCsmsUrl %s (OYE_UPSTREAM_URL)",
                     settings.upstream_url or "null (standalone)",

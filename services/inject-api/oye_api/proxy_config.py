@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
-from pydantic import ConfigDict, ValidationError, field_validator
+from pydantic import ConfigDict, Field, Strict, ValidationError, field_validator
 
 from oye_api.kv import get_entry
+from oye_shared.backends import Policy
+from oye_shared.ownership import conflicts
 from oye_shared.state import CONFIG_KEY, ProxyConfig
 
 MAX_WRITE_ATTEMPTS = 20
@@ -26,6 +28,14 @@ class ConfigConflictError(RuntimeError):
     """Other writers won every compare-and-set attempt."""
 
 
+class ConfigRefusedError(ValueError):
+    """The merged configuration lets two backends own the same exclusive command."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("configuration refused: " + "; ".join(problems))
+        self.problems = problems
+
+
 _WEBSOCKET_URL = re.compile(r"^wss?://[^/\s]+\S*$")
 
 
@@ -33,6 +43,9 @@ class ConfigUpdate(ProxyConfig):
     """A partial update: only the keys present in the request body change."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    #: Policies arrive as JSON strings ("forward", ...), which strict mode would refuse.
+    primary_policy: dict[str, Annotated[Policy, Strict(False)]] = Field(default_factory=dict)
 
     @field_validator("target_csms_url")
     @classmethod
@@ -67,9 +80,8 @@ class ConfigStore:
         config, _ = await self._read()
         return config
 
-    async def seed(self, upstream_url: str | None) -> bool:
+    async def seed(self, seeded: ProxyConfig) -> bool:
         """Write the first config from the environment; False if one exists already."""
-        seeded = ProxyConfig(target_csms_url=upstream_url)
         try:
             await self._kv.create(CONFIG_KEY, seeded.model_dump_json(by_alias=True).encode())
         except KeyWrongLastSequenceError:
@@ -81,6 +93,9 @@ class ConfigStore:
         for _ in range(MAX_WRITE_ATTEMPTS):
             current, revision = await self._read()
             merged = current.model_copy(update=changes)
+            problems = conflicts(merged.primary_policy, merged.secondary_backends)
+            if problems:
+                raise ConfigRefusedError(problems)
             data = merged.model_dump_json(by_alias=True).encode()
             try:
                 if revision is None:

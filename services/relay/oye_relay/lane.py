@@ -1,7 +1,9 @@
-"""The CSMS -> charger lane: at most one CALL in flight, the rest waiting in order.
+"""The backends -> charger lane: at most one CALL in flight, the rest waiting.
 
-OCPP-J lets one side have one CALL outstanding. The CSMS's CALLs and the owner's injected
-CALLs share this side, so they share one lane per charger; neither party can tell.
+OCPP-J lets one side have one CALL outstanding. The CSMS's CALLs, every secondary
+backend's and the owner's injected CALLs share this side, so they share one lane per
+charger; no party can tell. Calls wait per source, in order, and the sources take turns
+(round robin), so a backend that floods the lane delays only its own calls.
 """
 
 from __future__ import annotations
@@ -36,9 +38,17 @@ class LaneCall:
     text: str | bytes
     origin: Origin
     deadline: float  # on the loop's monotonic clock
+    #: Who asked: ``primary``, a secondary backend's name, or the origin's value.
+    source: str = ""
+    #: The id the source chose, when the charger gets another one (several backends).
+    original_id: str | None = None
     answer: asyncio.Future[Reply | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            self.source = self.origin.value
 
     def settle(self, reply: Reply | None) -> None:
         if not self.answer.done():
@@ -46,31 +56,47 @@ class LaneCall:
 
 
 class CallLane:
-    """FIFO of CALLs for one charger with one in flight."""
+    """CALLs for one charger with one in flight: FIFO per source, sources in turn."""
 
     def __init__(self) -> None:
         self.in_flight: LaneCall | None = None
-        self._waiting: deque[LaneCall] = deque()
+        self._waiting: dict[str, deque[LaneCall]] = {}
+        self._turns: deque[str] = deque()  # sources with waiting calls, next first
 
     def submit(self, call: LaneCall) -> bool:
         """Queue a call; True when the lane was free and it must be sent now."""
-        if self.in_flight is None and not self._waiting:
+        if self.in_flight is None and not self._turns:
             self.in_flight = call
             return True
-        self._waiting.append(call)
+        waiting = self._waiting.setdefault(call.source, deque())
+        if not waiting:
+            self._turns.append(call.source)
+        waiting.append(call)
         return False
 
     def advance(self) -> LaneCall | None:
         """The in-flight call is over: take the next one (to be sent now), if any."""
-        self.in_flight = self._waiting.popleft() if self._waiting else None
+        if not self._turns:
+            self.in_flight = None
+            return None
+        source = self._turns.popleft()
+        waiting = self._waiting[source]
+        self.in_flight = waiting.popleft()
+        if waiting:
+            self._turns.append(source)  # its next call waits for the others' turns
+        else:
+            del self._waiting[source]
         return self.in_flight
 
     def withdraw(self, call: LaneCall) -> bool:
         """Take a call that has not been sent out of the queue."""
-        try:
-            self._waiting.remove(call)
-        except ValueError:
+        waiting = self._waiting.get(call.source)
+        if waiting is None or call not in waiting:
             return False
+        waiting.remove(call)
+        if not waiting:
+            del self._waiting[call.source]
+            self._turns.remove(call.source)
         return True
 
     def matches(self, message_id: str) -> LaneCall | None:
@@ -79,11 +105,14 @@ class CallLane:
 
     def drain(self) -> list[LaneCall]:
         """Every call still pending (the charger is gone)."""
-        calls = ([self.in_flight] if self.in_flight else []) + list(self._waiting)
+        calls = [self.in_flight] if self.in_flight else []
+        for waiting in self._waiting.values():
+            calls.extend(waiting)
         self.in_flight = None
         self._waiting.clear()
+        self._turns.clear()
         return calls
 
     @property
     def depth(self) -> int:
-        return len(self._waiting) + (self.in_flight is not None)
+        return sum(map(len, self._waiting.values())) + (self.in_flight is not None)

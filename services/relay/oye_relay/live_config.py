@@ -15,9 +15,10 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from oye_relay.upstream import UpstreamOptions, make_ssl_context
+from oye_shared.backends import SecondaryBackend
 from oye_shared.bus import cancellation_checkpoint
 from oye_shared.settings import Settings
-from oye_shared.state import CONFIG_KEY, ProxyConfig
+from oye_shared.state import CONFIG_KEY, ProxyConfig, seed_config
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,9 @@ log = logging.getLogger(__name__)
 class LiveConfig:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.config = ProxyConfig(target_csms_url=settings.upstream_url)
+        self.config = seed_config(settings)
         self._options: UpstreamOptions | None = None
+        self._secondary_options: dict[str, UpstreamOptions] = {}
 
     def upstream_options(self) -> UpstreamOptions | None:
         """How to reach the CSMS now; None when standalone or forwarding is off."""
@@ -34,18 +36,32 @@ class LiveConfig:
         if not url or not self.config.csms_forwarding_enabled:
             return None
         if self._options is None or self._options.base_url != url:
-            settings = self.settings
-            self._options = UpstreamOptions(
-                base_url=url,
-                ssl_context=make_ssl_context(
-                    url, verify=settings.upstream_tls_verify, ca_file=settings.upstream_ca_file
-                ),
-                open_timeout=settings.upstream_connect_timeout,
-                ping_interval=settings.ping_interval,
-                ping_timeout=settings.ping_timeout,
-                max_size=settings.max_frame_bytes,
-            )
+            self._options = self._options_for(url)
         return self._options
+
+    def secondaries(self, charge_point_id: str) -> list[tuple[SecondaryBackend, UpstreamOptions]]:
+        """The secondary backends of a charger connecting now, and how to reach each."""
+        found = []
+        for backend in self.config.secondary_backends:
+            if backend.applies_to(charge_point_id):
+                options = self._secondary_options.get(backend.url)
+                if options is None:
+                    options = self._secondary_options[backend.url] = self._options_for(backend.url)
+                found.append((backend, options))
+        return found
+
+    def _options_for(self, url: str) -> UpstreamOptions:
+        settings = self.settings
+        return UpstreamOptions(
+            base_url=url,
+            ssl_context=make_ssl_context(
+                url, verify=settings.upstream_tls_verify, ca_file=settings.upstream_ca_file
+            ),
+            open_timeout=settings.upstream_connect_timeout,
+            ping_interval=settings.ping_interval,
+            ping_timeout=settings.ping_timeout,
+            max_size=settings.max_frame_bytes,
+        )
 
     async def follow(self, kv: KeyValue) -> None:
         """Seed the configuration if missing, then apply every change until cancelled."""
@@ -67,9 +83,10 @@ class LiveConfig:
                     continue
                 if config != self.config:
                     log.info(
-                        "configuration: CSMS %s, forwarding %s",
+                        "configuration: CSMS %s, forwarding %s, secondary backends: %s",
                         config.target_csms_url or "none (standalone)",
                         "on" if config.csms_forwarding_enabled else "off",
+                        ", ".join(b.name for b in config.secondary_backends) or "none",
                     )
                 self.config = config
         finally:

@@ -436,6 +436,9 @@ class Relay:
                 allowed=self.settings.offline_id_tag_set,
                 auto_charge=lambda: self.live_config.config.auto_charge_enabled,
             ),
+            primary_policy=self.live_config.config.primary_policy,
+            secondaries=self.live_config.secondaries(cp),
+            charger_authorization=handshake.authorization,
         )
         await self._register(session)
         self.fleet.changed(tracker.state)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from websockets.protocol import State
 
 from oye_relay.authorization import OfflineAuthorization
 from oye_relay.auto_charge import remote_start_for
+from oye_relay.backend_set import BackendSet
 from oye_relay.calls import PendingCalls
 from oye_relay.inject_endpoint import InjectEndpoint
 from oye_relay.injection import Injector
@@ -45,6 +46,7 @@ from oye_relay.upstream import (
     UpstreamUnreachable,
     open_upstream,
 )
+from oye_shared.backends import Policy, SecondaryBackend
 from oye_shared.frames import Frame, FrameError, call_error_frame, parse_frame
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest
 from oye_shared.limits import LimitIds
@@ -103,6 +105,9 @@ class ChargerSession:
         transaction_map: TransactionMap | None = None,
         replay_attempts: int = 3,
         call_rate: CallRate | None = None,
+        primary_policy: Mapping[str, Policy] | None = None,
+        secondaries: Sequence[tuple[SecondaryBackend, UpstreamOptions]] = (),
+        charger_authorization: str | None = None,
     ) -> None:
         self.charger = charger
         self.charge_point_id = charge_point_id
@@ -167,6 +172,23 @@ class ChargerSession:
         )
         if upstream is not None:
             self.replayer.connected()  # a queue left by an earlier connection goes first
+        # Every backend's CALLs and the secondary backends of this charger.
+        self.backends = BackendSet(
+            charge_point_id=charge_point_id,
+            subprotocol=charger.subprotocol,
+            version=lambda: self.version,
+            lane=self.lane,
+            send_call=self._send_call,
+            call_timeout=call_timeout,
+            tap=tap,
+            state=tracker.state,
+            state_changed=on_state_change,
+            primary_policy=primary_policy,
+            secondaries=secondaries,
+            charger_authorization=charger_authorization,
+            user_agent=user_agent,
+            backoff_max=backoff_max,
+        )
 
     @property
     def replay_backlog(self) -> int:
@@ -192,12 +214,13 @@ class ChargerSession:
             self._keep_upstream(), name=f"upstream {self.charge_point_id!r}"
         )
         lane_task = asyncio.create_task(self._run_lane(), name=f"lane {self.charge_point_id!r}")
+        link_tasks = self.backends.start()
         self._track(self.limits.after_connect())
         try:
             await self._pump_charger()
         finally:
             self.ended = True
-            for task in (upstream_task, lane_task):
+            for task in (upstream_task, lane_task, *link_tasks):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -228,8 +251,14 @@ class ChargerSession:
                         self.limits.charger_called(parsed.action)
                     if self.tracker.from_charger(parsed):
                         self._state_changed(self.tracker.state)
+                    if parsed.is_reply:
+                        routed = self.backends.route_reply(parsed, _text(message))
+                        if routed is None:
+                            continue  # a secondary's: gone to it
+                        message, parsed = routed
                     if await self._handled_here(parsed, message):
                         continue
+                    self.backends.charger_sent(message, parsed)
                 action = track(parsed, self.charger_calls, self.csms_calls)
                 self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
                 await self._send_upstream(message, parsed)
@@ -336,6 +365,7 @@ class ChargerSession:
         self.tap.frame(Direction.PROXY_RESPONSE, text, answer_frame, action=frame.action)
         if self.tracker.to_charger(answer_frame):
             self._state_changed(self.tracker.state)
+        self.backends.charger_answered(answer_frame)
         await self.charger.send(text)
         if is_accepted_boot(frame.action, answer_frame):
             self.limits.boot_accepted(
@@ -399,6 +429,7 @@ class ChargerSession:
 
     def _set_upstream_state(self, state: str) -> None:
         self.tracker.state.upstream = state
+        self.backends.update_state()
         self._state_changed(self.tracker.state)
         if state == "down":
             self.limits.apply_failsafe()
@@ -463,21 +494,15 @@ class ChargerSession:
                     self.limits.csms_called(parsed)
                     if self.transaction_map:
                         message = self.transaction_map.towards_charger(parsed, _text(message))
-                    call = LaneCall(
-                        message_id=parsed.message_id,
-                        action=parsed.action,
-                        text=message,
-                        origin=Origin.CSMS,
-                        deadline=asyncio.get_running_loop().time() + self.call_timeout,
-                    )
-                    if self.lane.submit(call):
-                        await self._send_call(call)
+                    await self.backends.primary_called(upstream, parsed, message)
                     continue
+                if isinstance(parsed, Frame):
+                    self.backends.charger_answered(parsed)
                 await self.charger.send(message)
                 if isinstance(parsed, Frame) and is_accepted_boot(action, parsed):
                     self.limits.boot_accepted(by_proxy=False, csms_configured=True)
 
-    # The lane towards the charger.
+    # The lane towards the charger, shared by every backend (see backend_set.py).
 
     async def _send_call(self, call: LaneCall) -> None:
         if call.origin is Origin.INJECTED:

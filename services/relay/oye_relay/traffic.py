@@ -11,8 +11,14 @@ from oye_relay.masking import masked_frame
 from oye_relay.metrics import RelayMetrics
 from oye_relay.publisher import Publisher
 from oye_shared import headers as h
+from oye_shared.backends import PRIMARY
 from oye_shared.frames import Frame, FrameError, MessageType, parse_frame
 from oye_shared.subjects import Direction, EventKind, Subjects
+
+#: Frames of these directions concern the primary unless they name a secondary.
+_PRIMARY_DIRECTIONS = frozenset(
+    {Direction.UPSTREAM, Direction.DOWNSTREAM, Direction.PROXY_RESPONSE, Direction.OFFLINE_REPLAY}
+)
 
 
 def inspect(message: str | bytes) -> Frame | FrameError:
@@ -44,7 +50,10 @@ class TrafficTap:
         parsed: Frame | FrameError,
         *,
         action: str | None = None,
+        backend: str | None = None,
     ) -> None:
+        """Publish one frame; ``backend`` names the secondary it went to or came from
+        (the primary's frames say ``primary``; injections name none)."""
         frame_id = h.new_frame_id()
         headers = {
             h.DIRECTION: direction.value,
@@ -55,6 +64,10 @@ class TrafficTap:
             h.SUBPROTOCOL: self.subprotocol,
             h.RELAY: self.relay_id,
         }
+        if backend is None and direction in _PRIMARY_DIRECTIONS:
+            backend = PRIMARY
+        if backend is not None:
+            headers[h.BACKEND] = backend
         if isinstance(parsed, FrameError):
             headers[h.MESSAGE_TYPE] = h.MALFORMED
             headers[h.ERROR] = parsed.reason

@@ -23,7 +23,12 @@ MAX_ENTRIES = 1000
 
 
 class TransactionMap:
-    def __init__(self, entries: Mapping[int, int] | None = None) -> None:
+    def __init__(
+        self, entries: Mapping[int, int] | None = None, *, any_charger_id: bool = False
+    ) -> None:
+        """``any_charger_id``: map every id the charger names, not only the proxy's own
+        (a secondary backend's map: the charger's ids there come from the primary)."""
+        self._only_ours = not any_charger_id
         self._to_csms: dict[int, int] = dict(entries or {})
         self._to_charger = {csms: ours for ours, csms in self._to_csms.items()}
 
@@ -57,7 +62,7 @@ class TransactionMap:
         """A charger frame as the CSMS must see it (the CSMS's ids)."""
         if not self._to_csms or not frame.is_call:
             return text
-        return _rewrite(frame, text, self._to_csms, only_ours=True)
+        return _rewrite(frame, text, self._to_csms, only_ours=self._only_ours)
 
     def towards_charger(self, frame: Frame, text: str) -> str:
         """A CSMS CALL as the charger must see it (the proxy's ids)."""
