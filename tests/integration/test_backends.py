@@ -427,3 +427,30 @@ async def _backends_up(api: Any, cp: str) -> dict[str, Any] | None:
         return None
     backends: dict[str, Any] = reply.json().get("backends", {})
     return backends if backends.get("ha") == "up" else None
+
+
+async def test_a_secondarys_password_is_never_shown_and_survives_a_round_trip(
+    settings: Settings, nc: Client
+) -> None:
+    """GET /api/config hides it; posting what GET showed keeps the stored password."""
+    secret = "the-secondarys-own-password"
+    async with (
+        CsmsServer() as primary,
+        stack_running(settings.model_copy(update={"upstream_url": primary.url})) as stack,
+        stack.client() as api,
+    ):
+        backend = {"name": "ha", "url": "ws://127.0.0.1:1/ocpp", "auth": "basic"}
+        posted = await api.post(
+            "/api/config", json={"secondaryBackends": [{**backend, "password": secret}]}
+        )
+        assert posted.status_code == 200
+        assert secret not in posted.text
+        shown = (await api.get("/api/config")).json()
+        assert shown["secondaryBackends"][0]["password"] == "********"
+        again = await api.post(
+            "/api/config", json={"secondaryBackends": shown["secondaryBackends"]}
+        )
+        assert again.status_code == 200
+        kv = await nc.jetstream().key_value("OYE_config")
+        stored = json.loads((await kv.get("proxy")).value or b"{}")
+        assert stored["secondaryBackends"][0]["password"] == secret

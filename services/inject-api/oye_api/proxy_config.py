@@ -62,6 +62,36 @@ class ConfigUpdate(ProxyConfig):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
+#: What the API shows instead of a secondary backend's password; sent back unchanged in a
+#: POST, it keeps the stored password (so a GET, edit, POST round trip loses nothing).
+HIDDEN_PASSWORD = "********"
+
+
+def shown(config: ProxyConfig) -> ProxyConfig:
+    """The configuration as the API shows it: secondary backends' passwords hidden."""
+    if not any(backend.password for backend in config.secondary_backends):
+        return config
+    hidden = [
+        backend.model_copy(update={"password": HIDDEN_PASSWORD}) if backend.password else backend
+        for backend in config.secondary_backends
+    ]
+    return config.model_copy(update={"secondary_backends": hidden})
+
+
+def _keep_hidden_passwords(changes: Mapping[str, Any], current: ProxyConfig) -> dict[str, Any]:
+    backends = changes.get("secondary_backends")
+    if not backends:
+        return dict(changes)
+    stored = {backend.name: backend.password for backend in current.secondary_backends}
+    kept = [
+        backend.model_copy(update={"password": stored.get(backend.name)})
+        if backend.password == HIDDEN_PASSWORD
+        else backend
+        for backend in backends
+    ]
+    return {**changes, "secondary_backends": kept}
+
+
 class ConfigStore:
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
@@ -92,7 +122,7 @@ class ConfigStore:
         """Merge changes into the stored config (compare-and-set, retried on conflict)."""
         for _ in range(MAX_WRITE_ATTEMPTS):
             current, revision = await self._read()
-            merged = current.model_copy(update=changes)
+            merged = current.model_copy(update=_keep_hidden_passwords(changes, current))
             problems = conflicts(merged.primary_policy, merged.secondary_backends)
             if problems:
                 raise ConfigRefusedError(problems)

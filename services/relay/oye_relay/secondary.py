@@ -105,9 +105,8 @@ class SecondaryLink:
     # What the session hands over; never blocks.
 
     def charger_sent(self, message: str | bytes, frame: Frame) -> None:
-        """A CALL (or SEND) of the charger: this backend gets it too (published here,
-        as the charger sent it)."""
-        self.tap.frame(Direction.UPSTREAM, message, frame, backend=self.name)
+        """A CALL (or SEND) of the charger: this backend gets it too. (The session
+        published it once; publishing it again per backend would count and log it twice.)"""
         if frame.action is not None and frame.is_call:
             self.charger_calls.sent(frame.message_id, frame.action)
         if frame.action == "StartTransaction":

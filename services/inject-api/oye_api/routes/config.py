@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, HTTPException
 
 from oye_api.deps import State
 from oye_api.models import ErrorBody
-from oye_api.proxy_config import ConfigRefusedError, ConfigUpdate
+from oye_api.proxy_config import ConfigRefusedError, ConfigUpdate, shown
 from oye_shared.state import ProxyConfig
 
 router = APIRouter(prefix="/api/config", tags=["config"])
@@ -19,7 +19,8 @@ router = APIRouter(prefix="/api/config", tags=["config"])
 
 @router.get("", summary="The proxy configuration")
 async def get_config(state: State) -> ProxyConfig:
-    return await state.config.get()
+    """The configuration; secondary backends' passwords show as ``********``."""
+    return shown(await state.config.get())
 
 
 @router.post(
@@ -69,6 +70,6 @@ async def update_config(
     charging profile of one purpose, one configuration key) is refused with 422 naming it.
     """
     try:
-        return await state.config.update(update.changes())
+        return shown(await state.config.update(update.changes()))
     except ConfigRefusedError as exc:
         raise HTTPException(422, str(exc)) from exc
