@@ -76,7 +76,7 @@ class _Basic(HTTPBasic):
         return HTTPBasicCredentials(username=username, password=password)
 
 
-_basic = _Basic(
+basic_credentials = _Basic(
     scheme_name="HTTPBasic", realm=REALM, auto_error=False, description="The API user, e.g. admin"
 )
 
@@ -96,7 +96,7 @@ def client_address(request: Request) -> str:
 async def require_user(
     request: Request,
     state: State,
-    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+    credentials: Annotated[HTTPBasicCredentials | None, Depends(basic_credentials)],
 ) -> str:
     """The authenticated user's name; 401 without valid credentials, 429 when throttled."""
     if credentials is None:

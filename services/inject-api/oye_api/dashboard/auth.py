@@ -30,8 +30,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from pydantic import ValidationError
 
 from oye_api.dashboard.session import COOKIE_NAME, KEY_BYTES, SessionCodec
-from oye_api.deps import ApiState, State, require_user
-from oye_api.deps import _basic as basic_credentials
+from oye_api.deps import ApiState, State, basic_credentials, require_user
 from oye_api.kv import get_entry
 from oye_api.users import UserRecord, valid_user_name
 
