@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types unit integration e2e browser chromium clean
+.PHONY: run test lint types unit integration e2e browser chromium clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/pytest -m e2e
+
+# The benchmarks (never part of test): make bench, or make bench BENCH_ARGS=--quick
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 browser: $(STAMP) chromium
 	$(BIN)/pytest -m browser
