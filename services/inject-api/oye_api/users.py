@@ -8,6 +8,8 @@ against a dummy hash, so a wrong name costs as long as a wrong password.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -55,6 +57,11 @@ class UserStore:
         self._hasher = hasher or PasswordHasher(type=Type.ID)
         self._dummy_hash: str | None = None
         self._hashing = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
+        # Passwords verified lately, as a keyed digest next to the hash they matched, so a
+        # client that sends Basic auth with every request pays argon2 once, not each time.
+        # A changed password has a new hash, which no remembered entry matches.
+        self._digest_key = secrets.token_bytes(32)
+        self._verified: dict[str, tuple[str, bytes]] = {}
 
     async def any_user(self) -> bool:
         watcher = await self._kv.watchall(ignore_deletes=True, meta_only=True)
@@ -111,8 +118,17 @@ class UserStore:
             await self._matches(self._dummy_hash, password)
             return False
         record, revision = found
+        digest = hmac.new(self._digest_key, password.encode(), hashlib.sha256).digest()
+        remembered = self._verified.get(name)
+        if (
+            remembered is not None
+            and remembered[0] == record.password_hash
+            and hmac.compare_digest(remembered[1], digest)
+        ):
+            return True
         if not await self._matches(record.password_hash, password):
             return False
+        self._verified[name] = (record.password_hash, digest)
         if self._hasher.check_needs_rehash(record.password_hash):
             # Parameters got stronger since this hash was made: upgrade it now.
             record.password_hash = await self._hash(password)
