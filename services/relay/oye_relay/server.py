@@ -173,6 +173,9 @@ class Relay:
             ping_timeout=self.settings.ping_timeout,
             max_size=self.settings.max_frame_bytes,
             max_queue=64,
+            # A charger storm after a power cut: the default 100 made the kernel drop
+            # connection attempts (docs/PERFORMANCE.md); chargers then wait out a backoff.
+            backlog=4096,
         )
 
     # The handshake, in the order websockets calls us.
