@@ -447,3 +447,32 @@ async def test_another_relay_that_takes_the_charger_over_replays_its_queue(
                 calls = received_calls(handle)
                 assert [a for a, _ in calls] == ["StartTransaction", "MeterValues"]
                 assert calls[1][1]["transactionId"] == CSMS_FIRST_ID != ours
+
+
+async def test_a_201_transaction_started_online_and_ended_offline_arrives_whole(
+    settings: Settings, nc: Client
+) -> None:
+    async with (
+        csms_and_relay(settings) as (csms, relay),
+        watching(nc, "oye.>") as bus,
+        SimulatedCharger(relay.url("CP-RB"), "CP-RB", version="2.0.1") as charger,
+    ):
+        await charger.boot()
+        await charger.transaction_event("Started", trigger_reason="Authorized", energy_wh=0)
+        first = await csms.wait_for_charger("CP-RB")
+        await csms_goes_down(csms, bus)
+        await charger.transaction_event(
+            "Updated", trigger_reason="MeterValuePeriodic", energy_wh=500
+        )
+        await charger.transaction_event("Ended", trigger_reason="StopAuthorized", energy_wh=900)
+
+        again = await csms_comes_back(csms, bus, "CP-RB")
+        started = [p for a, p in received_calls(first) if a == "TransactionEvent"]
+        later = [p for a, p in received_calls(again) if a == "TransactionEvent"]
+        assert [e["eventType"] for e in started + later] == ["Started", "Updated", "Ended"]
+        assert [e["seqNo"] for e in started + later] == [0, 1, 2]
+        assert "offline" not in started[0]  # sent live, untouched
+        assert all(e["offline"] is True for e in later)
+        assert {e["transactionInfo"]["transactionId"] for e in started + later} == {
+            started[0]["transactionInfo"]["transactionId"]
+        }
