@@ -11,7 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from oye_api.metrics import injected_action
 from oye_relay.calls import PendingCalls
-from oye_relay.metrics import MAX_CHARGER_SERIES, RelayMetrics, action_label
+from oye_relay.metrics import MAX_CHARGER_SERIES, RelayMetrics
+from oye_shared.metric_labels import action_label
 from oye_shared.subjects import Direction
 
 pytestmark = pytest.mark.unit

@@ -20,41 +20,15 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oye_shared.inject import HTTP_STATUS
-from oye_shared.schemas import all_actions
+from oye_shared.metric_labels import LATENCY_BUCKETS, OTHER, action_label
 
-#: From half a millisecond to the longest an injection waits (timeout plus NATS margin).
-LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-)
-OTHER = "other"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-KNOWN_ACTIONS = all_actions("1.6") | all_actions("2.0.1") | all_actions("2.1")
 #: HTTP status of an injection -> its outcome (the inverse of ``HTTP_STATUS``).
 OUTCOMES = {status: outcome.value for outcome, status in HTTP_STATUS.items()}
 INJECT_ROUTE = "/api/inject/{chargePointId:path}"
 SMART_CHARGING_ROUTE = "/api/chargers/{chargePointId:path}/smart-charging"
 #: Bodies longer than this are not read for their action (it is then ``other``).
 MAX_BODY_CAPTURE = 64 * 1024
-
-
-def action_label(action: object) -> str:
-    """``action`` if it is an OCPP action, else ``other`` (request bodies are untrusted)."""
-    return action if isinstance(action, str) and action in KNOWN_ACTIONS else OTHER
 
 
 def injected_action(route: str, body: bytes | None) -> str:
@@ -86,7 +60,7 @@ class ApiMetrics:
             "oye_api_http_request_duration_seconds",
             "Time to answer an HTTP request, by method and route template.",
             ["method", "route"],
-            buckets=LATENCY_BUCKETS,
+            buckets=(*LATENCY_BUCKETS, 60.0),  # an injection waits its timeout plus a margin
             registry=self.registry,
         )
         self.injection_seconds = Histogram(
@@ -94,7 +68,7 @@ class ApiMetrics:
             "Injections (POST /api/inject, /smart-charging) from request to answer, by OCPP "
             "action and outcome (result, call_error, timeout, not_connected, invalid, sent).",
             ["action", "outcome"],
-            buckets=LATENCY_BUCKETS,
+            buckets=(*LATENCY_BUCKETS, 60.0),  # an injection waits its timeout plus a margin
             registry=self.registry,
         )
         self.registry.register(_NatsCollector(nats_connected))

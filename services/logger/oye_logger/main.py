@@ -20,12 +20,13 @@ import nats.errors
 from nats.aio.client import Client
 
 from oye_logger.consumer import ConsumerOptions, LogConsumer, Progress
-from oye_logger.metrics import HealthServer, HealthServerError, LoggerMetrics, health_app
+from oye_logger.metrics import LoggerMetrics
 from oye_logger.pull import use_fast_header_parser
 from oye_logger.query import QueryService
 from oye_logger.retention import Retention, RetentionPolicy
 from oye_logger.store import Store, StoreError, StoreSetupError, open_store
 from oye_shared import bus
+from oye_shared.health import HealthServer, HealthServerError, health_app
 from oye_shared.service import run_service
 from oye_shared.settings import Settings
 from oye_shared.subjects import Subjects

@@ -11,7 +11,6 @@ import contextlib
 import gc
 import logging
 
-from oye_relay.health_server import HealthServer, HealthServerError, health_app
 from oye_relay.offline_queue import ReplayStore
 from oye_relay.publisher import Publisher
 from oye_relay.server import Relay
@@ -19,6 +18,7 @@ from oye_relay.takeover import follow_takeovers
 from oye_relay.tls import ChargerTLSError, url_scheme
 from oye_shared import bus
 from oye_shared.charger_auth import CHARGER_AUTH_BUCKET
+from oye_shared.health import HealthServer, HealthServerError, health_app
 from oye_shared.kv import bucket_config, open_bucket, open_state_buckets
 from oye_shared.limits import LIMITS_BUCKET
 from oye_shared.service import run_service

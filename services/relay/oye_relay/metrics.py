@@ -26,41 +26,16 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from oye_shared.schemas import all_actions
+from oye_shared.metric_labels import LATENCY_BUCKETS, action_label
 from oye_shared.state import OCPP_VERSIONS
 from oye_shared.subjects import Direction
 
-#: Round trips from half a millisecond (a charger on the LAN) to 30 s (the default timeout).
-LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
 #: At most this many chargers get their own ``oye_upstream_connected`` series (those whose
 #: CSMS link is down first); ``oye_upstream_chargers`` always counts every charger.
 MAX_CHARGER_SERIES = 1000
-OTHER = "other"
 Family = GaugeMetricFamily | CounterMetricFamily
 #: Every action of OCPP 1.6, 2.0.1 and 2.1: the only values the ``action`` label takes.
-KNOWN_ACTIONS = all_actions("1.6") | all_actions("2.0.1") | all_actions("2.1")
 OCPP_VERSION_LABELS = (*OCPP_VERSIONS.values(), "unknown")
-
-
-def action_label(action: str | None) -> str:
-    """``action`` if it is an OCPP action, else ``other`` (charger input is untrusted)."""
-    return action if action in KNOWN_ACTIONS else OTHER
 
 
 class LiveSession(Protocol):
