@@ -212,6 +212,20 @@ async def test_malformed_frames_are_forwarded_flagged_and_survived(
     assert (binary.headers or {})[h.BINARY] == "1"
 
 
+async def test_a_binary_answer_to_a_csms_call_reaches_it_as_binary(settings: Settings) -> None:
+    async with (
+        RawCsms() as csms,
+        relay_running(upstream_to(settings, csms)) as relay,
+        connect(relay.url("CP-BIN"), subprotocols=["ocpp1.6"]) as charger,  # type: ignore[list-item]
+    ):
+        connected = await csms.wait_connection("CP-BIN")
+        await connected.connection.send('[2,"q1","GetConfiguration",{}]')
+        assert json.loads(await charger.recv())[1] == "q1"
+        await charger.send(b'[3,"q1",{"configurationKey":[]}]')
+        received = await csms.wait_received(connected, 1)
+    assert received == [b'[3,"q1",{"configurationKey":[]}]']
+
+
 async def test_a_second_connection_with_the_same_id_replaces_the_first(
     settings: Settings, nc: Client
 ) -> None:

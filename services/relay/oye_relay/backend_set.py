@@ -90,6 +90,11 @@ class BackendSet:
         for link in self.links:
             link.charger_answered(frame)
 
+    @property
+    def rewrites_ids(self) -> bool:
+        """Backend CALLs reach the charger under proxy-unique ids (only with secondaries)."""
+        return self.calls.rewrite_ids
+
     def route_reply(self, frame: Frame, text: str) -> tuple[str, Frame] | None:
         """The charger's answer to a backend CALL sent under a proxy-unique id: settle the
         lane, restore the backend's id; a secondary's answer is sent to it here (None)."""

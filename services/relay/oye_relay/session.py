@@ -251,7 +251,8 @@ class ChargerSession:
                         self.limits.charger_called(parsed.action)
                     if self.tracker.from_charger(parsed):
                         self._state_changed(self.tracker.state)
-                    if parsed.is_reply:
+                    if parsed.is_reply and self.backends.rewrites_ids:
+                        # Without secondaries the reply passes as it came (binary stays binary).
                         routed = self.backends.route_reply(parsed, _text(message))
                         if routed is None:
                             continue  # a secondary's: gone to it
