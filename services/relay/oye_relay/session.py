@@ -21,6 +21,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from oye_relay import sending
 from oye_relay.authorization import OfflineAuthorization
 from oye_relay.auto_charge import remote_start_for
 from oye_relay.backend_set import BackendSet
@@ -367,7 +368,7 @@ class ChargerSession:
         if self.tracker.to_charger(answer_frame):
             self._state_changed(self.tracker.state)
         self.backends.charger_answered(answer_frame)
-        await self.charger.send(text)
+        await sending.send(self.charger, text)
         if is_accepted_boot(frame.action, answer_frame):
             self.limits.boot_accepted(
                 by_proxy=True, csms_configured=self.upstream_options is not None
@@ -384,7 +385,7 @@ class ChargerSession:
             if self.transaction_map and isinstance(parsed, Frame):
                 message = self.transaction_map.towards_csms(parsed, _text(message))
             try:
-                await upstream.send(message)
+                await sending.send(upstream, message)
                 return
             except ConnectionClosed:
                 log.warning("%r: CSMS dropped while forwarding a frame", self.charge_point_id)
@@ -499,7 +500,7 @@ class ChargerSession:
                     continue
                 if isinstance(parsed, Frame):
                     self.backends.charger_answered(parsed)
-                await self.charger.send(message)
+                await sending.send(self.charger, message)
                 if isinstance(parsed, Frame) and is_accepted_boot(action, parsed):
                     self.limits.boot_accepted(by_proxy=False, csms_configured=True)
 
@@ -512,7 +513,7 @@ class ChargerSession:
             )
         self._lane_wakeup.set()
         try:
-            await self.charger.send(call.text)
+            await sending.send(self.charger, call.text)
         except ConnectionClosed:
             call.settle(None)
 

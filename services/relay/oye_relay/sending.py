@@ -1,0 +1,29 @@
+"""Writing a forwarded frame to a WebSocket without websockets' per-message machinery.
+
+``Connection.send`` enters an async context manager for every message (state checks,
+close deadlines, a drain): about half of what a forwarded frame costs to send. While a
+connection is open and nothing waits in its write buffer, none of that is needed:
+:func:`send` writes the frame at once, the way websockets' own ``broadcast`` does.
+Otherwise (closing, closed, a slow peer) it falls back to ``Connection.send``, which
+waits for the buffer to drain and raises ``ConnectionClosed`` exactly as before, so
+backpressure and the close semantics are unchanged.
+"""
+
+from __future__ import annotations
+
+from websockets.asyncio.connection import Connection
+from websockets.protocol import State
+
+
+async def send(connection: Connection, message: str | bytes) -> None:
+    """Send one text (``str``) or binary (``bytes``) message."""
+    # The relay never sends fragmented messages, so no other send can be half-way through.
+    if connection.protocol.state is State.OPEN and not connection.transport.get_write_buffer_size():
+        if isinstance(message, str):
+            connection.protocol.send_text(message.encode())
+        else:
+            connection.protocol.send_binary(message)
+        # The transport reports socket errors through connection_lost, as for send().
+        connection.send_data()
+        return
+    await connection.send(message)
