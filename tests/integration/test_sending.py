@@ -1,0 +1,95 @@
+"""oye_relay.sending: frames go out at once, yet a slow peer still holds the sender back."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from oye_relay import sending
+from tests.support.relay import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def linked() -> AsyncIterator[tuple[ServerConnection, ClientConnection]]:
+    """A server-side and a client-side connection of one real WebSocket, with small
+    kernel buffers (loopback would otherwise take many megabytes before pushing back)."""
+    accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
+    closed = asyncio.Event()
+
+    async def handler(connection: ServerConnection) -> None:
+        await accepted.put(connection)
+        await closed.wait()
+
+    async with serve(handler, "127.0.0.1", 0, max_size=None, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        sock = socket.socket()
+        # Before connect, so the window it advertises stays small.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        async with connect(
+            f"ws://127.0.0.1:{port}", sock=sock, max_size=None, compression=None
+        ) as client:
+            connection = await accepted.get()
+            connection.transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+            )
+            yield connection, client
+            closed.set()
+
+
+async def test_text_stays_text_and_bytes_stay_binary() -> None:
+    async with linked() as (server, client):
+        await sending.send(server, '[2,"1","Heartbeat",{}]')
+        await sending.send(server, b"\x00\x01")
+        await sending.send(client, "é")
+        assert await client.recv() == '[2,"1","Heartbeat",{}]'
+        assert await client.recv() == b"\x00\x01"
+        assert await server.recv() == "é"
+
+
+async def test_a_closed_connection_raises_connection_closed() -> None:
+    """The relay relies on it to answer a CALL itself when the CSMS just went away."""
+    async with linked() as (server, client):
+        await client.close()
+        await server.wait_closed()
+        with pytest.raises(ConnectionClosed):
+            await sending.send(server, '[2,"1","Heartbeat",{}]')
+
+
+async def test_a_peer_that_does_not_read_holds_the_sender_back() -> None:
+    """Backpressure: the sender waits for a full buffer to drain instead of growing it."""
+    message = "x" * 65_536
+    count = 300  # ~20 MB: more than the kernel's loopback buffers take
+    async with linked() as (server, client):
+        client.transport.pause_reading()
+        sender = asyncio.create_task(_send_all(server, message, count))
+        await eventually(_async(lambda: server.transport.get_write_buffer_size() > 0))
+        assert not sender.done()
+        # Bounded: at most the frame written at once and the one that then waits to drain.
+        assert server.transport.get_write_buffer_size() <= 2 * (len(message) + 14)
+        client.transport.resume_reading()
+        received = [await client.recv() for _ in range(count)]
+        await sender
+        assert received == [message] * count
+
+
+async def _send_all(connection: ServerConnection, message: str, count: int) -> None:
+    for _ in range(count):
+        await sending.send(connection, message)
+
+
+def _async(check: object) -> object:
+    async def checked() -> object:
+        return check()  # type: ignore[operator]
+
+    return checked
