@@ -13,7 +13,6 @@ from fastapi import FastAPI
 
 from oye_api.dashboard import live, pages
 from oye_api.dashboard.auth import session_or_basic
-from oye_api.deps import require_user
 
 
 def install(app: FastAPI) -> None:
@@ -23,7 +22,7 @@ def install(app: FastAPI) -> None:
     app.mount(pages.STATIC_PATH, pages.static_files(), name="dashboard-static")
     # Every route that required HTTP Basic now also takes the session cookie; Basic
     # itself is judged exactly as before (session_or_basic falls through to it).
-    app.dependency_overrides[require_user] = session_or_basic
+    app.state.authenticate = session_or_basic
 
 
 __all__ = ["install"]

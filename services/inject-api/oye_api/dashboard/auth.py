@@ -2,7 +2,7 @@
 
 The cookie (:mod:`oye_api.dashboard.session`) is accepted wherever the API takes HTTP
 Basic, through :func:`session_or_basic`, which :func:`oye_api.dashboard.install` puts in
-place of :func:`oye_api.deps.require_user`. HTTP Basic keeps working exactly as before; a
+place of :func:`oye_api.deps.basic_user`. HTTP Basic keeps working exactly as before; a
 request that carries Basic credentials is judged by them alone. Cross-site requests are
 kept out three ways: the cookie is ``SameSite=Strict``; a request authenticated by it that
 changes something (POST, ...) must also carry :data:`CSRF_HEADER`, which a cross-origin
@@ -21,16 +21,15 @@ import base64
 import logging
 import secrets
 from collections.abc import Mapping
-from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.security import HTTPBasicCredentials
 from nats.js.errors import KeyWrongLastSequenceError
 from pydantic import ValidationError
 
 from oye_api.dashboard.session import COOKIE_NAME, KEY_BYTES, SessionCodec
-from oye_api.deps import ApiState, State, basic_credentials, require_user
+from oye_api.deps import ApiState, basic_user
 from oye_api.kv import get_entry
 from oye_api.users import UserRecord, valid_user_name
 
@@ -129,11 +128,9 @@ def same_origin(origin: str | None, host: str | None) -> bool:
 
 
 async def session_or_basic(
-    request: Request,
-    state: State,
-    credentials: Annotated[HTTPBasicCredentials | None, Depends(basic_credentials)],
+    request: Request, state: ApiState, credentials: HTTPBasicCredentials | None
 ) -> str:
-    """:func:`require_user`, also satisfied by a dashboard session cookie.
+    """:func:`~oye_api.deps.basic_user`, also satisfied by a dashboard session cookie.
 
     Basic credentials, when sent, decide alone (401, 429 as before). Without them a valid
     cookie names the user; an unsafe method must then carry :data:`CSRF_HEADER` (else
@@ -152,4 +149,4 @@ async def session_or_basic(
             return user
     if credentials is None and from_dashboard:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "not logged in (or the session ended)")
-    return await require_user(request, state, credentials)
+    return await basic_user(request, state, credentials)

@@ -28,7 +28,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -40,11 +40,10 @@ from oye_api.dashboard.auth import (
     issue_cookie,
     page_user,
     same_origin,
-    session_or_basic,
 )
 from oye_api.dashboard.catalog import catalog
 from oye_api.dashboard.session import COOKIE_NAME, LIFETIME_SECONDS
-from oye_api.deps import State, client_address
+from oye_api.deps import CurrentUser, State, client_address
 from oye_api.kv import get_entry
 from oye_shared.subjects import kv_key
 
@@ -68,7 +67,7 @@ PAGE_HEADERS = {
 }
 
 router = APIRouter(include_in_schema=False)
-User = Annotated[str, Depends(session_or_basic)]
+User = CurrentUser  # the dashboard's session cookie or HTTP Basic (install() sets it)
 
 
 class LoginBody(BaseModel):
