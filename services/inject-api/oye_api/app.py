@@ -7,6 +7,7 @@ exists. Stop: drain NATS. Every ``/api/*`` router is included behind HTTP Basic 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -75,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nc = await bus.connect(settings, name="inject-api")
+        followers: list[asyncio.Task[None]] = []
         try:
             buckets = await open_buckets(nc, settings.subject_prefix, login_window=WINDOW_SECONDS)
             state = ApiState(
@@ -91,12 +93,19 @@ def create_app(settings: Settings) -> FastAPI:
                     settings.upstream_url or "null (standalone)",
                 )
             await ensure_admin(state.users, settings.admin_password)
+            followers += [
+                asyncio.create_task(state.users.follow(), name="users"),
+                asyncio.create_task(state.throttle.follow(), name="login failures"),
+            ]
             app.state.oye = state
             log.info(
                 "inject-api ready on NATS %s", nc.connected_url.netloc if nc.connected_url else "?"
             )
             yield
         finally:
+            for task in followers:
+                task.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)
             await _close(nc)
 
     app = FastAPI(

@@ -23,6 +23,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from oye_api.kv import get_entry
+from oye_shared.kv_mirror import BucketMirror
 from oye_shared.subjects import kv_key
 
 FAILURE_LIMIT = 5
@@ -63,13 +64,19 @@ class LoginThrottle:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._kv = kv
+        # Every request checks its address: from memory (run follow()), not a round trip.
+        self._mirror = BucketMirror(kv, "login failures")
         self.limit = limit
         self.window = window
         self._clock = clock
 
+    async def follow(self) -> None:
+        """Keep the failures in memory until cancelled (reads go to KV until loaded)."""
+        await self._mirror.follow()
+
     async def failures(self, address: str) -> list[float]:
         """The recent failure times of an address."""
-        entry = await get_entry(self._kv, kv_key(address))
+        entry = await self._mirror.get(kv_key(address))
         return recent(_decode(entry.value if entry else None), self._clock(), self.window)
 
     def retry_after(self, failures: Sequence[float]) -> int | None:
@@ -84,12 +91,16 @@ class LoginThrottle:
             value = json.dumps({"failures": [*kept, now][-self.limit :]}).encode()
             try:
                 if entry is None or entry.revision is None:
-                    await self._kv.create(key, value)
+                    revision = await self._kv.create(key, value)
                 else:
-                    await self._kv.update(key, value, last=entry.revision)
+                    revision = await self._kv.update(key, value, last=entry.revision)
             except KeyWrongLastSequenceError:
                 continue  # another instance wrote first: read again and retry
+            self._mirror.note(key, value, revision)
             return
 
     async def clear(self, address: str) -> None:
-        await self._kv.delete(kv_key(address))
+        key = kv_key(address)
+        await self._kv.delete(key)
+        # The delete's own revision is not returned; any later write has a higher one.
+        self._mirror.note(key, None, self._mirror.revision(key) + 1)

@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 
 from oye_api.kv import get_entry
 from oye_shared.headers import now_rfc3339
+from oye_shared.kv_mirror import BucketMirror
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class UserStore:
 
     def __init__(self, kv: KeyValue, hasher: PasswordHasher | None = None) -> None:
         self._kv = kv
+        # Every request reads its user: from memory (run follow()), not a NATS round trip.
+        self._mirror = BucketMirror(kv, "users")
         self._hasher = hasher or PasswordHasher(type=Type.ID)
         self._dummy_hash: str | None = None
         self._hashing = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
@@ -62,6 +65,10 @@ class UserStore:
         # A changed password has a new hash, which no remembered entry matches.
         self._digest_key = secrets.token_bytes(32)
         self._verified: dict[str, tuple[str, bytes]] = {}
+
+    async def follow(self) -> None:
+        """Keep the users in memory until cancelled (reads go to KV until loaded)."""
+        await self._mirror.follow()
 
     async def any_user(self) -> bool:
         watcher = await self._kv.watchall(ignore_deletes=True, meta_only=True)
@@ -84,16 +91,19 @@ class UserStore:
         record = UserRecord(
             name=name, password_hash=await self._hash(password), created=now, password_changed=now
         )
+        data = record.model_dump_json(by_alias=True).encode()
         try:
-            await self._kv.create(name, record.model_dump_json(by_alias=True).encode())
+            revision = await self._kv.create(name, data)
         except KeyWrongLastSequenceError:
             return False
+        self._mirror.note(name, data, revision)
         return True
 
-    async def _record(self, name: str) -> tuple[UserRecord, int] | None:
+    async def _record(self, name: str, *, fresh: bool = False) -> tuple[UserRecord, int] | None:
+        """The user's record and revision; ``fresh`` reads KV itself (before a write)."""
         if not valid_user_name(name):
             return None
-        entry = await get_entry(self._kv, name)
+        entry = await (get_entry(self._kv, name) if fresh else self._mirror.get(name))
         if entry is None or entry.value is None or entry.revision is None:
             return None
         try:
@@ -139,7 +149,7 @@ class UserStore:
         """Replace a user's password (the user must exist)."""
         password_hash = await self._hash(password)
         for _ in range(_MAX_WRITE_ATTEMPTS):
-            found = await self._record(name)
+            found = await self._record(name, fresh=True)
             if found is None:
                 raise LookupError(f"no user {name!r}")
             record, revision = found
@@ -153,9 +163,10 @@ class UserStore:
         """Compare-and-set; False if someone else changed the record first."""
         data = record.model_dump_json(by_alias=True).encode()
         try:
-            await self._kv.update(record.name, data, last=revision)
+            new_revision = await self._kv.update(record.name, data, last=revision)
         except KeyWrongLastSequenceError:
             return False
+        self._mirror.note(record.name, data, new_revision)
         return True
 
 
