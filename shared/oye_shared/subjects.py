@@ -17,6 +17,7 @@ Subjects (``prefix`` is ``OYE_SUBJECT_PREFIX``, ``oye`` by default):
 ``{prefix}.logs.query``                request/reply: query the stored log
 ``{prefix}.replay.{cp}``               billing messages kept while the CSMS was
                                        unreachable, in arrival order (its own stream)
+``{prefix}.replay.{cp}.{backend}``     the same, for a secondary backend that was down
 =====================================  ===============================================
 """
 
@@ -95,8 +96,11 @@ class Subjects:
     def inject(self, charge_point_id: str) -> str:
         return f"{self.prefix}.inject.{encode_token(charge_point_id)}"
 
-    def replay(self, charge_point_id: str) -> str:
-        return f"{self.prefix}.replay.{encode_token(charge_point_id)}"
+    def replay(self, charge_point_id: str, backend: str | None = None) -> str:
+        """The primary's queue (``backend`` None), or a secondary's one token deeper: a
+        filter on one never matches the other (backend names are single tokens)."""
+        subject = f"{self.prefix}.replay.{encode_token(charge_point_id)}"
+        return f"{subject}.{backend}" if backend else subject
 
     @property
     def all_replay(self) -> str:

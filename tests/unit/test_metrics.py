@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from prometheus_client import generate_latest
@@ -206,3 +206,22 @@ def test_each_relay_has_a_registry_of_its_own() -> None:
     first.frame(Direction.DOWNSTREAM, None)
     assert samples(first)[("oye_frames_total", (("direction", "DOWNSTREAM"),))] == 1
     assert samples(second)[("oye_frames_total", (("direction", "DOWNSTREAM"),))] == 0
+
+
+def test_secondaries_backlogs_are_summed_per_backend_apart_from_the_primarys() -> None:
+    """oye_secondary_replay_backlog_messages{backend}; the primary's gauges stay as they were."""
+
+    @dataclass
+    class WithSecondaries(FakeSession):
+        secondary_backlogs: dict[str, tuple[int, float | None]] = field(default_factory=dict)
+
+    sessions = [
+        WithSecondaries(
+            "A", replay_backlog=1, secondary_backlogs={"ha": (2, 50.0), "em": (0, None)}
+        ),
+        WithSecondaries("B", secondary_backlogs={"ha": (3, 60.0)}),
+    ]
+    seen = samples(relay_metrics(sessions, clock=Clock(100.0)))  # type: ignore[arg-type]
+    assert seen[("oye_secondary_replay_backlog_messages", (("backend", "ha"),))] == 5
+    assert seen[("oye_secondary_replay_backlog_messages", (("backend", "em"),))] == 0
+    assert seen[("oye_replay_backlog_messages", ())] == 1

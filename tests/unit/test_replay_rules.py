@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from oye_relay.replay_rules import Verdict, is_kept, judge_answer, replay_text
+from oye_relay.replay_rules import (
+    Route,
+    Verdict,
+    is_kept,
+    judge_answer,
+    replay_text,
+    secondary_route,
+)
 from oye_relay.transaction_ids import FIRST
 from oye_relay.transaction_map import MAX_ENTRIES, TransactionMap
 from oye_shared.frames import Frame, parse_frame
@@ -121,3 +128,52 @@ def test_the_map_survives_json_and_forgets_the_oldest() -> None:
     assert again.csms_id(FIRST + MAX_ENTRIES + 4) == MAX_ENTRIES + 4
     assert not TransactionMap.from_json(b"not json")
     assert not TransactionMap.from_json(b'{"x": "y"}')
+
+
+def test_a_secondarys_map_read_back_rewrites_any_charger_id() -> None:
+    """A secondary's map names the primary's ids too, and stays so through JSON."""
+    stored = TransactionMap({100: 900}, any_charger_id=True).to_json()
+    mapping = TransactionMap.from_json(stored, any_charger_id=True)
+    up = '[2,"a","StopTransaction",{"transactionId":100,"meterStop":1,"timestamp":"T"}]'
+    assert json.loads(mapping.towards_csms(frame(up), up))[3]["transactionId"] == 900
+    assert TransactionMap.from_json(stored).towards_csms(frame(up), up) == up  # the primary's
+
+
+BOOT = '[2,"1","BootNotification",{}]'
+HEARTBEAT = '[2,"1","Heartbeat",{}]'
+ANSWER = '[3,"9",{"status":"Accepted"}]'
+
+
+@pytest.mark.parametrize(
+    ("text", "from_charger", "connected", "catching_up", "route"),
+    [
+        (BOOT, True, True, False, Route.SEND),  # live
+        (HEARTBEAT, True, True, False, Route.SEND),
+        (BOOT, True, False, False, Route.KEEP),  # away: what it needs later is kept
+        (HEARTBEAT, True, False, False, Route.DROP),
+        (BOOT, True, True, True, Route.KEEP),  # catching up: new CALLs wait behind the queue
+        (HEARTBEAT, True, True, True, Route.DROP),
+        (ANSWER, False, True, True, Route.SEND),  # answers to its own CALLs pass at once
+        (ANSWER, False, False, False, Route.DROP),
+    ],
+)
+def test_where_a_frame_for_a_secondary_goes(
+    text: str, from_charger: bool, connected: bool, catching_up: bool, route: Route
+) -> None:
+    assert (
+        secondary_route(
+            "1.6",
+            frame(text),
+            from_charger=from_charger,
+            connected=connected,
+            catching_up=catching_up,
+        )
+        is route
+    )
+
+
+def test_a_malformed_frame_is_never_kept_for_a_secondary() -> None:
+    assert (
+        secondary_route("1.6", None, from_charger=True, connected=False, catching_up=False)
+        is Route.DROP
+    )

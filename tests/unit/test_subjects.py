@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oye_shared.replay import txmap_key
 from oye_shared.subjects import (
     Direction,
     Subjects,
@@ -58,3 +59,14 @@ def test_subjects_put_the_encoded_id_in_one_token() -> None:
     assert subjects.inject("x>") == "oye.inject.x%3E"
     assert subjects.charge_point_of("oye.frames.a%2Eb.UPSTREAM") == "a.b"
     assert Subjects("site.oye").charge_point_of("site.oye.events.a%2A.connected") == "a*"
+
+
+def test_a_secondarys_replay_queue_and_map_sit_one_token_below_the_primarys() -> None:
+    """The primary's exact subject and key never name a secondary's, nor the reverse."""
+    subjects = Subjects("oye")
+    assert subjects.replay("a.b") == "oye.replay.a%2Eb"
+    assert subjects.replay("a.b", "ha") == "oye.replay.a%2Eb.ha"
+    assert subjects.replay("a.b", "*") == "oye.replay.a%2Eb.*"  # every secondary's queue
+    assert txmap_key("CP 1") == kv_key("CP 1")
+    assert txmap_key("CP 1", "ha") == kv_key("CP 1") + ".ha"
+    assert "." not in kv_key("CP.1.ha")  # base64: no charger's key looks like a secondary's

@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from oye_relay.backend_calls import BackendCalls, policy_reply
 from oye_relay.lane import CallLane, LaneCall, Reply
 from oye_relay.message_ids import with_message_id
+from oye_relay.offline_queue import ReplayStore
 from oye_relay.secondary import SecondaryLink
 from oye_relay.traffic import TrafficTap
 from oye_relay.upstream import UpstreamOptions
@@ -45,6 +46,8 @@ class BackendSet:
         charger_authorization: str | None,
         user_agent: str | None,
         backoff_max: float,
+        replay_store: Callable[[], ReplayStore | None] = lambda: None,
+        replay_attempts: int = 3,
     ) -> None:
         self._version = version
         self.lane = lane
@@ -67,6 +70,9 @@ class BackendSet:
                 tap=tap,
                 on_call=self.secondary_called,
                 on_state=self.changed,
+                store=replay_store,
+                call_timeout=call_timeout,
+                replay_attempts=replay_attempts,
             )
             for backend, options in secondaries
         ]
@@ -156,6 +162,14 @@ class BackendSet:
             asyncio.create_task(link.run(), name=f"backend {link.name} {link.charge_point_id!r}")
             for link in self.links
         ]
+
+    async def flush(self) -> None:
+        """The charger's session ends: what the secondaries' outboxes hold goes out first."""
+        await asyncio.gather(*(link.flush() for link in self.links))
+
+    def replay_backlogs(self) -> dict[str, tuple[int, float | None]]:
+        """Each secondary's replay backlog: messages waiting, when the oldest arrived."""
+        return {link.name: (link.queue.depth, link.queue.oldest) for link in self.links}
 
     def update_state(self) -> None:
         backends = {PRIMARY: self.state.upstream or "none"}

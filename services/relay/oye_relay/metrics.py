@@ -185,6 +185,14 @@ class LiveCollector:
                 oldest = queued_at
         families["backlog"].add_metric([], backlog)
         families["oldest"].add_metric([], max(now - oldest, 0.0) if oldest is not None else 0)
+        # Secondaries are few and named by the owner: one series per backend name.
+        secondaries: Tally[str] = Tally()
+        for session in sessions:
+            backlogs = getattr(session, "secondary_backlogs", None) or {}
+            for name, (depth, _) in backlogs.items():
+                secondaries[name] += depth
+        for name in sorted(secondaries):
+            families["secondary_backlog"].add_metric([name], secondaries[name])
         publisher = self._publisher
         families["depth"].add_metric([], publisher.depth)
         families["capacity"].add_metric([], publisher.capacity)
@@ -226,6 +234,12 @@ class LiveCollector:
             "oldest": gauge(
                 "oye_replay_oldest_age_seconds",
                 "Age of the oldest message waiting to be replayed (0 when none waits).",
+            ),
+            "secondary_backlog": gauge(
+                "oye_secondary_replay_backlog_messages",
+                "Messages a secondary backend missed while unreachable, waiting to be "
+                "replayed to it (connected chargers).",
+                ["backend"],
             ),
             "depth": gauge(
                 "oye_publish_buffer_messages", "Frames and events waiting to be published to NATS."

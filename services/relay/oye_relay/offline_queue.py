@@ -3,7 +3,9 @@
 A message is appended before the charger gets the proxy's answer, so once the charger is
 answered the message is on disk in JetStream (a relay killed a moment later loses
 nothing). While NATS itself is unreachable, messages wait in memory, in order, and go to
-the stream before anything is replayed. Layout: :mod:`oye_shared.replay`.
+the stream before anything is replayed. A secondary backend's queue and map are the same
+things under its name (``backend``), appended from its link's own task, never from the
+charger's path. Layout: :mod:`oye_shared.replay`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,8 +33,9 @@ from oye_shared.replay import (
     charger_backlog,
     replay_stream_config,
     replay_stream_name,
+    txmap_key,
 )
-from oye_shared.subjects import Subjects, kv_key
+from oye_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +77,34 @@ class ReplayStore:
         txmap = await open_bucket(js, bucket_config(prefix, TXMAP_BUCKET))
         return cls(js, prefix, txmap)
 
-    async def backlog(self, charge_point_id: str) -> Backlog:
-        return await charger_backlog(self.js, self.prefix, charge_point_id)
+    # ``backend``: None for the primary's queue and map, else a secondary's name.
 
-    async def transaction_map(self, charge_point_id: str) -> TransactionMap:
-        entry = await get_entry(self.txmap, kv_key(charge_point_id))
-        return TransactionMap.from_json(entry.value if entry is not None else None)
+    async def backlog(self, charge_point_id: str, backend: str | None = None) -> Backlog:
+        return await charger_backlog(self.js, self.prefix, charge_point_id, backend)
 
-    async def save_transaction_map(self, charge_point_id: str, mapping: TransactionMap) -> None:
-        await self.txmap.put(kv_key(charge_point_id), mapping.to_json())
+    async def transaction_map(
+        self, charge_point_id: str, backend: str | None = None
+    ) -> TransactionMap:
+        entry = await get_entry(self.txmap, txmap_key(charge_point_id, backend))
+        # A secondary's map names the charger's ids, whoever issued them (see TransactionMap).
+        return TransactionMap.from_json(
+            entry.value if entry is not None else None, any_charger_id=backend is not None
+        )
 
-    async def append(self, charge_point_id: str, call: QueuedCall, headers: dict[str, str]) -> int:
+    async def save_transaction_map(
+        self, charge_point_id: str, mapping: TransactionMap, backend: str | None = None
+    ) -> None:
+        await self.txmap.put(txmap_key(charge_point_id, backend), mapping.to_json())
+
+    async def append(
+        self,
+        charge_point_id: str,
+        call: QueuedCall,
+        headers: dict[str, str],
+        backend: str | None = None,
+    ) -> int:
         ack = await self.js.publish(
-            self.subjects.replay(charge_point_id),
+            self.subjects.replay(charge_point_id, backend),
             call.text.encode(),
             timeout=NATS_TIMEOUT,
             stream=self.stream,
@@ -94,10 +112,13 @@ class ReplayStore:
         )
         return ack.seq
 
-    async def first(self, charge_point_id: str) -> QueuedCall | None:
+    async def first(self, charge_point_id: str, backend: str | None = None) -> QueuedCall | None:
         try:
             message = await self.js.get_msg(
-                self.stream, seq=1, subject=self.subjects.replay(charge_point_id), next=True
+                self.stream,
+                seq=1,
+                subject=self.subjects.replay(charge_point_id, backend),
+                next=True,
             )
         except NotFoundError:
             return None
@@ -117,7 +138,8 @@ class ReplayStore:
 
 
 class ChargerQueue:
-    """One charger's queue; counts what it holds so metrics and the session need no NATS."""
+    """One charger's queue towards the primary (``backend`` None) or a secondary; counts
+    what it holds so metrics and the session need no NATS."""
 
     def __init__(
         self,
@@ -126,8 +148,10 @@ class ChargerQueue:
         *,
         backlog: Backlog | None = None,
         subprotocol: str = "",
+        backend: str | None = None,
     ) -> None:
         self.charge_point_id = charge_point_id
+        self.backend = backend
         self._store = store
         self.subprotocol = subprotocol
         self.depth = backlog.depth if backlog else 0
@@ -140,6 +164,14 @@ class ChargerQueue:
         #: Appends begun so far: a reader that saw an empty queue checks nothing came since.
         self.appends_begun = 0
 
+    def found(self, backlog: Backlog) -> None:
+        """What an earlier connection (or relay) left in the stream, read later than init."""
+        self.depth += backlog.depth
+        if backlog.oldest is not None:
+            found = _epoch(backlog.oldest)
+            if found is not None and (self.oldest is None or found < self.oldest):
+                self.oldest = found
+
     @property
     def settled(self) -> bool:
         """Nothing is being appended right now."""
@@ -148,6 +180,20 @@ class ChargerQueue:
     async def wait_settled(self) -> None:
         await self._settled.wait()
 
+    @contextlib.asynccontextmanager
+    async def appending(self) -> AsyncIterator[None]:
+        """An append under way: a replay that finds the queue empty meanwhile waits for it
+        (a caller that must learn something before appending holds this around both)."""
+        self._appending += 1
+        self.appends_begun += 1
+        self._settled.clear()
+        try:
+            yield
+        finally:
+            self._appending -= 1
+            if self._appending == 0:
+                self._settled.set()
+
     async def append(self, text: str, *, action: str, offline_transaction_id: int | None) -> None:
         """Keep a CALL; returns once it is in JetStream (or held in memory if NATS is away)."""
         now = datetime.now().astimezone()
@@ -155,21 +201,15 @@ class ChargerQueue:
         self.depth += 1
         if self.oldest is None:
             self.oldest = now.timestamp()
-        self._appending += 1
-        self.appends_begun += 1
-        self._settled.clear()
-        try:
+        async with self.appending():
             if self._unsaved or not await self._store_one(call, action):
                 self._unsaved.append(call)
                 log.warning(
-                    "%r: NATS unreachable; %d kept message(s) wait in memory",
+                    "%r: NATS unreachable; %d message(s) kept for %s wait in memory",
                     self.charge_point_id,
                     len(self._unsaved),
+                    f"backend {self.backend!r}" if self.backend else "the CSMS",
                 )
-        finally:
-            self._appending -= 1
-            if self._appending == 0:
-                self._settled.set()
 
     async def first(self) -> QueuedCall | None:
         """The oldest kept CALL; raises when NATS cannot be asked."""
@@ -179,7 +219,7 @@ class ChargerQueue:
                 raise ConnectionError("NATS unreachable; the queue cannot be read")
             self._unsaved.popleft()
         async with asyncio.timeout(NATS_TIMEOUT):
-            call = await store.first(self.charge_point_id)
+            call = await store.first(self.charge_point_id, self.backend)
         if call is None:
             self.depth, self.oldest = 0, None
         return call
@@ -195,7 +235,7 @@ class ChargerQueue:
     async def save_transaction_map(self, mapping: TransactionMap) -> None:
         store = self._require_store()
         async with asyncio.timeout(NATS_TIMEOUT):
-            await store.save_transaction_map(self.charge_point_id, mapping)
+            await store.save_transaction_map(self.charge_point_id, mapping, self.backend)
 
     def _require_store(self) -> ReplayStore:
         store = self._store()
@@ -214,10 +254,12 @@ class ChargerQueue:
         }
         if action:
             headers[h.ACTION] = action
+        if self.backend:
+            headers[h.BACKEND] = self.backend
         if call.offline_transaction_id is not None:
             headers[h.OFFLINE_TRANSACTION_ID] = str(call.offline_transaction_id)
         try:
-            await store.append(self.charge_point_id, call, headers)
+            await store.append(self.charge_point_id, call, headers, self.backend)
         except NatsTrouble as exc:
             log.debug("%r: could not keep a message on NATS: %r", self.charge_point_id, exc)
             return False

@@ -40,6 +40,33 @@ def is_kept(version: str, frame: Frame) -> bool:
     return action in _KEPT_2X
 
 
+class Route(StrEnum):
+    """Where a frame for a secondary backend goes now."""
+
+    SEND = "send"  # to the backend
+    KEEP = "keep"  # to its queue, replayed when it is back
+    DROP = "drop"  # it is away and needs nothing of it later
+
+
+def secondary_route(
+    version: str, frame: Frame | None, *, from_charger: bool, connected: bool, catching_up: bool
+) -> Route:
+    """The same rule as the primary's, for a secondary that may be away or catching up.
+
+    The charger's CALLs reach it live only once its queue is replayed (they wait behind the
+    replay, in order: the kept ones join the queue); the rest of what it missed is dropped.
+    Frames it needs answered (the charger's answers to its own CALLs) pass whenever it is
+    connected. ``frame`` is None for a malformed frame.
+    """
+    if not from_charger:
+        return Route.SEND if connected else Route.DROP
+    if connected and not catching_up:
+        return Route.SEND
+    if frame is not None and is_kept(version, frame):
+        return Route.KEEP
+    return Route.DROP
+
+
 def replay_text(version: str, frame: Frame, text: str) -> str:
     """The frame to send the CSMS: 2.0.1+ TransactionEvents say they were held back.
 

@@ -7,6 +7,9 @@ time; while it runs (:attr:`Replayer.active`) the session keeps answering new CA
 so they join the end of the queue and the CSMS gets everything in the charger's order.
 Answers to replayed CALLs come back through :meth:`Replayer.take_answer` and never reach
 the charger. The 1.6 transaction ids the CSMS gives are learned here and kept on NATS.
+
+The same replayer catches a secondary backend up (``backend``: its name, on its frames and
+events): its link keeps the queue and holds the charger's new CALLs behind the replay.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from oye_relay.offline_queue import ChargerQueue, NatsTrouble, QueuedCall
 from oye_relay.replay_rules import Verdict, is_kept, judge_answer, replay_text
 from oye_relay.traffic import TrafficTap
 from oye_relay.transaction_map import TransactionMap
+from oye_shared.backends import PRIMARY
 from oye_shared.bus import cancellation_checkpoint
 from oye_shared.frames import Frame, FrameError, parse_frame
 from oye_shared.subjects import Direction, EventKind
@@ -46,8 +50,12 @@ class Replayer:
         version: Callable[[], str | None],
         call_timeout: float,
         attempts: int,
+        backend: str | None = None,
     ) -> None:
         self.charge_point_id = charge_point_id
+        #: None for the primary; a secondary's name, on its frames and events.
+        self.backend = backend
+        self._peer = f"backend {backend!r}" if backend else "the CSMS"
         self.queue = queue
         self.transaction_map = transaction_map
         self.tap = tap
@@ -79,8 +87,9 @@ class Replayer:
         )
 
     def connected(self) -> None:
-        """The CSMS is there again: replay first if anything waits (call before forwarding)."""
-        self.active = self.backlog > 0
+        """The peer is there again: replay first if anything waits or is being appended
+        (call before forwarding)."""
+        self.active = self.queue is not None and (self.queue.depth > 0 or not self.queue.settled)
 
     def start(self, upstream: ClientConnection) -> asyncio.Task[None] | None:
         if not self.active:
@@ -91,21 +100,26 @@ class Replayer:
         """Send the CSMS what it missed, one call at a time, then let the session forward."""
         assert self.queue is not None
         queue = self.queue
-        log.info("%r: replaying %d kept message(s) to the CSMS", self.charge_point_id, queue.depth)
+        log.info(
+            "%r: replaying %d kept message(s) to %s", self.charge_point_id, queue.depth, self._peer
+        )
         replayed = 0
         while True:
             begun = queue.appends_begun
             try:
                 call = await queue.first()
+                cancellation_checkpoint()  # nats-py may have swallowed a cancel: stop here
                 if call is not None:
                     await self._replay_one(upstream, call)
                     await queue.remove(call)
                     replayed += 1
                     continue
             except ConnectionClosed:
-                return  # the CSMS is gone again; the next connection replays the rest
+                return  # the peer is gone again; the next connection replays the rest
             except (ConnectionError, *NatsTrouble) as exc:
-                log.warning("%r: replay waits for NATS (%r)", self.charge_point_id, exc)
+                log.warning(
+                    "%r: replay to %s waits for NATS (%r)", self.charge_point_id, self._peer, exc
+                )
                 await asyncio.sleep(1.0)
                 continue
             finally:
@@ -114,8 +128,10 @@ class Replayer:
                 break  # empty, and nothing came meanwhile: forward from the next frame on
             await queue.wait_settled()
         self.active = False
-        log.info("%r: replay done (%d message(s))", self.charge_point_id, replayed)
-        self.tap.event(EventKind.REPLAYED, messages=replayed)
+        log.info(
+            "%r: replay to %s done (%d message(s))", self.charge_point_id, self._peer, replayed
+        )
+        self.tap.event(EventKind.REPLAYED, messages=replayed, backend=self.backend or PRIMARY)
 
     def take_answer(self, frame: Frame, message: str | bytes) -> bool:
         """Take the CSMS's answer to a replayed CALL (the charger was answered long ago)."""
@@ -125,7 +141,9 @@ class Replayer:
         if waiting is None:
             return False
         action, waiter = waiting
-        self.tap.frame(Direction.OFFLINE_REPLAY, message, frame, action=action)
+        self.tap.frame(
+            Direction.OFFLINE_REPLAY, message, frame, action=action, backend=self.backend
+        )
         if not waiter.done():
             waiter.set_result((frame, _text(message)))
         return True
@@ -135,7 +153,12 @@ class Replayer:
         try:
             original = parse_frame(call.text)
         except FrameError as error:  # not ours: something else published on the subject
-            self.tap.event(EventKind.REPLAY_REJECTED, reason=error.detail, frame=call.text)
+            self.tap.event(
+                EventKind.REPLAY_REJECTED,
+                reason=error.detail,
+                frame=call.text,
+                backend=self.backend or PRIMARY,
+            )
             return
         action = original.action or ""
         for attempt in range(1, self.attempts + 1):
@@ -151,17 +174,25 @@ class Replayer:
             if judged.verdict is Verdict.REFUSED or attempt == self.attempts:
                 break
             log.warning(
-                "%r: replayed %s not taken (%s); attempt %d of %d",
+                "%r: %s did not take replayed %s (%s); attempt %d of %d",
                 self.charge_point_id,
+                self._peer,
                 action,
                 judged.reason,
                 attempt,
                 self.attempts,
             )
             await asyncio.sleep(min(0.5 * 2**attempt, 10.0))
-        log.warning("%r: replayed %s set aside: %s", self.charge_point_id, action, judged.reason)
+        log.warning(
+            "%r: replayed %s set aside for %s: %s",
+            self.charge_point_id,
+            action,
+            self._peer,
+            judged.reason,
+        )
         self.tap.event(
             EventKind.REPLAY_REJECTED,
+            backend=self.backend or PRIMARY,
             action=action,
             messageId=original.message_id,
             reason=judged.reason,
@@ -178,7 +209,7 @@ class Replayer:
         sent = parse_frame(text)
         waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._waiting[sent.message_id] = (action, waiter)
-        self.tap.frame(Direction.OFFLINE_REPLAY, text, sent)
+        self.tap.frame(Direction.OFFLINE_REPLAY, text, sent, backend=self.backend)
         try:
             await upstream.send(text)
             async with asyncio.timeout(self.call_timeout):
@@ -189,10 +220,11 @@ class Replayer:
             self._waiting.pop(sent.message_id, None)
 
     async def _learn(self, ours: int, csms: int) -> None:
-        log.info("%r: transaction %d is %d at the CSMS", self.charge_point_id, ours, csms)
+        log.info("%r: transaction %d is %d at %s", self.charge_point_id, ours, csms, self._peer)
         self.transaction_map.add(ours, csms)
         assert self.queue is not None
         try:
             await self.queue.save_transaction_map(self.transaction_map)
+            cancellation_checkpoint()
         except (ConnectionError, *NatsTrouble) as exc:  # kept in memory; saved with the next
             log.warning("%r: could not save the transaction map: %r", self.charge_point_id, exc)

@@ -442,6 +442,7 @@ class Relay:
             primary_policy=self.live_config.config.primary_policy,
             secondaries=self.live_config.secondaries(cp),
             charger_authorization=handshake.authorization,
+            replay_store=lambda: self.replay_store,
         )
         await self._register(session)
         self.fleet.changed(tracker.state)

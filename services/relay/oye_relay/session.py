@@ -31,7 +31,7 @@ from oye_relay.injection import Injector
 from oye_relay.lane import CallLane, LaneCall, Origin, Reply
 from oye_relay.limit_keeper import LimitKeeper, is_accepted_boot, no_stored_limit
 from oye_relay.offline import offline_answer
-from oye_relay.offline_queue import ChargerQueue
+from oye_relay.offline_queue import ChargerQueue, ReplayStore
 from oye_relay.rate import CallRate
 from oye_relay.replayer import Replayer
 from oye_relay.reports import FollowUps
@@ -109,6 +109,7 @@ class ChargerSession:
         primary_policy: Mapping[str, Policy] | None = None,
         secondaries: Sequence[tuple[SecondaryBackend, UpstreamOptions]] = (),
         charger_authorization: str | None = None,
+        replay_store: Callable[[], ReplayStore | None] = lambda: None,
     ) -> None:
         self.charger = charger
         self.charge_point_id = charge_point_id
@@ -189,6 +190,8 @@ class ChargerSession:
             charger_authorization=charger_authorization,
             user_agent=user_agent,
             backoff_max=backoff_max,
+            replay_store=replay_store,
+            replay_attempts=replay_attempts,
         )
 
     @property
@@ -200,6 +203,11 @@ class ChargerSession:
     def replay_oldest(self) -> float | None:
         """When the oldest of them arrived, epoch seconds (for metrics)."""
         return self.replayer.oldest
+
+    @property
+    def secondary_backlogs(self) -> dict[str, tuple[int, float | None]]:
+        """Each secondary's replay backlog and its oldest message's arrival (for metrics)."""
+        return self.backends.replay_backlogs()
 
     @property
     def version(self) -> str | None:
@@ -221,18 +229,25 @@ class ChargerSession:
             await self._pump_charger()
         finally:
             self.ended = True
-            for task in (upstream_task, lane_task, *link_tasks):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            for call in self.lane.drain():
-                call.settle(None)
-            for auto_start in list(self._auto_starts):
-                auto_start.cancel()
-            await self.inject_endpoint.detach()
-            if self.upstream is not None:
-                code = mirror_close_code(self.charger.close_code)
-                await self.upstream.close(code, self.charger.close_reason or "")
+            try:
+                await self.backends.flush()  # bounded: kept messages reach their queues
+            finally:
+                await self._end((upstream_task, lane_task, *link_tasks))
+
+    async def _end(self, tasks: Sequence[asyncio.Task[None]]) -> None:
+        """Stop the session's tasks and close what is left of it."""
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for call in self.lane.drain():
+            call.settle(None)
+        for auto_start in list(self._auto_starts):
+            auto_start.cancel()
+        await self.inject_endpoint.detach()
+        if self.upstream is not None:
+            code = mirror_close_code(self.charger.close_code)
+            await self.upstream.close(code, self.charger.close_reason or "")
 
     async def close(self, code: int, reason: str) -> None:
         await self.charger.close(code, reason)

@@ -50,13 +50,14 @@ class TransactionMap:
         return json.dumps({str(ours): csms for ours, csms in self._to_csms.items()}).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | None) -> TransactionMap:
+    def from_json(cls, data: bytes | None, *, any_charger_id: bool = False) -> TransactionMap:
         """The stored mapping; anything unreadable counts as none."""
         try:
             raw = json.loads(data) if data else {}
-            return cls({int(ours): int(csms) for ours, csms in raw.items()})
+            entries = {int(ours): int(csms) for ours, csms in raw.items()}
         except (ValueError, TypeError, AttributeError):
-            return cls()
+            entries = {}
+        return cls(entries, any_charger_id=any_charger_id)
 
     def towards_csms(self, frame: Frame, text: str) -> str:
         """A charger frame as the CSMS must see it (the CSMS's ids)."""
