@@ -345,7 +345,7 @@ async def test_the_primary_down_gets_offline_answers_and_replay_while_the_second
         assert heartbeat.current_time  # the proxy's answer
         await received(secondary, "StatusNotification")
         await received(secondary, "Heartbeat")
-        assert any(m.subject.endswith(".PROXY_RESPONSE") for m in setup.bus.messages)
+        await setup.bus.wait_for(lambda m: m.subject.endswith(".PROXY_RESPONSE"))
         # The secondary still reads from the charger meanwhile.
         await secondary.call(read_call("1.6", "HeartbeatInterval"))
 
