@@ -94,7 +94,15 @@ def frame_name(frame: str) -> tuple[str, str]:
 #: Where a relay sample belongs: the first rule whose text is in the sample's stack wins
 #: (the order matters: publishing is checked before the session code that calls it).
 RELAY_AREAS = (
-    ("publish to NATS (nats-py, publisher)", ("nats/aio/client.py", "oye_relay/publisher.py")),
+    (
+        "publish to NATS (nats-py, publisher)",
+        (
+            "nats/aio/client.py",
+            "oye_relay/publisher.py",
+            "oye_relay/wire.py",
+            "oye_relay/nats_commands.py",
+        ),
+    ),
     ("frame metadata (ids, time, subject, headers)", ("oye_relay/traffic.py:TrafficTap.frame",)),
     ("metrics", ("oye_relay/metrics.py", "prometheus_client/")),
     ("parse the frame (JSON)", ("frames.py:parse_frame",)),

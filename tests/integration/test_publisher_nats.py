@@ -10,9 +10,11 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from oye_cli.nats_server import NatsServer
 from oye_relay.publisher import BATCH_SIZE, Publisher
+from tests.support.relay import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +108,7 @@ async def test_wait_idle_covers_messages_queued_while_running(nc: Client, sender
 async def test_a_batch_is_confirmed_by_a_ping_sent_after_it(
     sender: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The PING whose PONG lets the publisher drop a batch goes out after the batch's PUBs."""
+    """The one PING whose PONG lets the publisher drop a batch goes out after the batch."""
     writes: list[bytes] = []
     transport = sender._transport
     assert transport is not None
@@ -131,7 +133,62 @@ async def test_a_batch_is_confirmed_by_a_ping_sent_after_it(
             await publisher.wait_idle()
     finally:
         await stop(runner)
-    kinds = [bytes(w).split(b" ", 1)[0].strip() for w in writes]
-    assert kinds.count(b"HPUB") == 3
-    last_pub = max(i for i, kind in enumerate(kinds) if kind == b"HPUB")
-    assert b"PING" in kinds[last_pub:], kinds
+    # The batch goes out in one write (three HPUBs), then one PING: its PONG confirms all.
+    sent = b"".join(bytes(w) for w in writes)
+    assert sent.count(b"HPUB order.") == 3
+    assert sent.count(b"PING\r\n") == 1
+    assert sent.index(b"HPUB order.2") < sent.index(b"PING\r\n")
+
+
+async def test_a_nats_crash_mid_stream_loses_and_duplicates_nothing(
+    nats_server: NatsServer,
+) -> None:
+    """nats-server is killed while batches are in flight and started again: the stream
+    ends with every message once, in order (unconfirmed batches are sent again, and
+    JetStream drops the copies it had by Nats-Msg-Id)."""
+    count = 3000
+    setup = await nats.connect(nats_server.url)
+    await setup.jetstream().add_stream(name="OUT", subjects=["out.>"])
+    await setup.close()
+    client = await nats.connect(
+        nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.05
+    )
+    publisher = Publisher(capacity=count)
+    runner = running(publisher, client)
+
+    async def produce() -> None:
+        for i in range(count):
+            publisher.publish("out.x", str(i).encode(), {"Nats-Msg-Id": f"m{i}", "Seq": str(i)})
+            if i % 10 == 9:
+                await asyncio.sleep(0.001)  # a steady stream, many small batches
+
+    async def quarter_published() -> bool:
+        return publisher.published >= count // 4
+
+    try:
+        producer = asyncio.create_task(produce())
+        async with asyncio.timeout(30):
+            await eventually(quarter_published, every=0.001)
+            assert not producer.done()
+            nats_server.kill()
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(nats_server.start)
+            await producer
+            await publisher.wait_idle()
+    finally:
+        await stop(runner)
+        await client.close()
+    assert (publisher.published, publisher.overflowed) == (count, 0)
+    reader = await nats.connect(nats_server.url)
+    try:
+        sub = await reader.jetstream().pull_subscribe(
+            "out.>", stream="OUT", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+        )
+        got: list[Msg] = []
+        while len(got) < count:
+            got.extend(await sub.fetch(count - len(got), timeout=10))
+        info = await reader.jetstream().stream_info("OUT")
+    finally:
+        await reader.close()
+    assert [m.data for m in got] == [str(i).encode() for i in range(count)]
+    assert info.state.messages == count

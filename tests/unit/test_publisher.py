@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client
 
 from oye_relay import publisher as publisher_module
-from oye_relay.publisher import OVERFLOW_LOG_INTERVAL, Outgoing, Publisher
+from oye_relay.publisher import OVERFLOW_LOG_INTERVAL, Publisher
 
 pytestmark = pytest.mark.unit
 
@@ -22,17 +22,23 @@ def fill(publisher: Publisher, count: int, start: int = 0) -> None:
         publisher.publish(f"t.{i}", f"body-{i}".encode(), {"Seq": str(i)})
 
 
+Outgoing = tuple[str, bytes, dict[str, str]]
+
+
 @dataclass
 class FakeNats:
-    """Stands in for a nats-py client: records what is published and flushed."""
+    """Stands in for a nats-py client without its private command path: records what is
+    published (through the public ``publish``) and flushed."""
 
     is_connected: bool = True
     failing_flushes: int = 0
     published: list[Outgoing] = field(default_factory=list)
     flushed: int = 0
+    pending_data_size: int = 0
+    max_payload: int = 1024 * 1024
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        self.published.append(Outgoing(subject, payload, headers))
+        self.published.append((subject, payload, headers))
 
     async def flush(self, **options: float) -> None:
         if self.failing_flushes:
@@ -98,9 +104,7 @@ async def test_the_first_capacity_messages_go_out_in_their_order_with_their_head
     fill(publisher, 6)
     fake = FakeNats()
     await drain(publisher, fake)
-    assert fake.published == [
-        Outgoing(f"t.{i}", f"body-{i}".encode(), {"Seq": str(i)}) for i in range(4)
-    ]
+    assert fake.published == [(f"t.{i}", f"body-{i}".encode(), {"Seq": str(i)}) for i in range(4)]
     assert fake.flushed == 4
     assert (publisher.depth, publisher.published, publisher.overflowed) == (0, 4, 2)
 
@@ -111,7 +115,7 @@ async def test_a_batch_whose_flush_failed_is_sent_again_in_order() -> None:
     fill(publisher, 3)
     fake = FakeNats(failing_flushes=1)
     await drain(publisher, fake)
-    subjects = [m.subject for m in fake.published]
+    subjects = [subject for subject, _, _ in fake.published]
     assert subjects == ["t.0", "t.1", "t.2"] * 2
     assert (publisher.depth, publisher.published) == (0, 3)
 
@@ -124,5 +128,99 @@ async def test_a_freed_buffer_accepts_messages_again() -> None:
     await drain(publisher, fake)
     fill(publisher, 2, start=10)
     await drain(publisher, fake)
-    assert [m.subject for m in fake.published] == ["t.0", "t.1", "t.10", "t.11"]
+    assert [subject for subject, _, _ in fake.published] == ["t.0", "t.1", "t.10", "t.11"]
     assert publisher.overflowed == 1
+
+
+async def test_a_message_nats_would_refuse_as_too_large_is_dropped_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Over the server's max_payload (which would cost the connection): logged, counted,
+    skipped; the messages around it go out in order."""
+    publisher = Publisher(capacity=10)
+    fill(publisher, 2)
+    publisher.publish("t.big", b"x" * 2000, {"Seq": "big"})
+    fill(publisher, 2, start=2)
+    fake = FakeNats(max_payload=1000)
+    with caplog.at_level(logging.ERROR, logger="oye_relay.publisher"):
+        await drain(publisher, fake)
+    assert [subject for subject, _, _ in fake.published] == ["t.0", "t.1", "t.2", "t.3"]
+    assert (publisher.published, publisher.too_large, publisher.overflowed) == (4, 1, 0)
+    assert "exceeds NATS's max_payload of 1000 bytes" in caplog.text
+
+
+@dataclass
+class RawNats(FakeNats):
+    """A client with nats-py's private command path: commands land in ``written``."""
+
+    is_closed: bool = False
+    is_draining_pubs: bool = False
+    commands: list[bytes] = field(default_factory=list)
+    writes: list[bytes] = field(default_factory=list)
+    pings: int = 0
+
+    async def _send_command(self, command: bytes) -> None:
+        self.commands.append(command)
+        self.pending_data_size += len(command)
+
+    async def _flush_pending(self) -> None:
+        asyncio.get_running_loop().call_soon(self._flusher)
+
+    def _flusher(self) -> None:
+        self.writes.extend(self.commands)
+        self.commands.clear()
+        self.pending_data_size = 0
+
+    async def flush(self, **options: float) -> None:
+        assert self.pending_data_size == 0, "PING before the batch was written"
+        self.pings += 1
+        await super().flush(**options)
+
+
+async def test_a_batch_goes_to_the_client_as_one_command_before_its_ping() -> None:
+    """With nats-py's command path the batch is queued in one piece, and flush() (the PING)
+    waits until the client's flusher wrote it."""
+    publisher = Publisher(capacity=10)
+    fill(publisher, 3)
+    fake = RawNats()
+    await drain(publisher, fake)
+    assert fake.published == []
+    assert (len(fake.writes), fake.pings) == (1, 1)
+    assert fake.writes[0].count(b"HPUB t.") == 3
+    assert (
+        fake.writes[0].index(b"t.0") < fake.writes[0].index(b"t.1") < fake.writes[0].index(b"t.2")
+    )
+    assert (publisher.depth, publisher.published) == (0, 3)
+
+
+@dataclass
+class DroppingNats(RawNats):
+    """The connection drops before the flusher could write the first batch; nats-py keeps
+    its pending commands and writes them once reconnected."""
+
+    drops: int = 1
+
+    async def _flush_pending(self) -> None:
+        if self.drops:
+            self.drops -= 1
+            self.is_connected = False
+            asyncio.get_running_loop().call_later(0.05, self._reconnect)
+            return
+        await super()._flush_pending()
+
+    def _reconnect(self) -> None:
+        self.is_connected = True
+        self._flusher()
+
+
+async def test_a_batch_caught_in_a_reconnect_is_sent_again_not_confirmed_early() -> None:
+    """No PING while the batch waits in the client: the publisher retries after the
+    reconnect, so the batch is written twice (JetStream keeps one) and confirmed once."""
+    publisher = Publisher(capacity=10)
+    fill(publisher, 2)
+    fake = DroppingNats()
+    await drain(publisher, fake)
+    sent = b"".join(fake.writes)
+    assert sent.count(b"HPUB t.0 ") == 2
+    assert sent.count(b"HPUB t.1 ") == 2
+    assert (publisher.depth, publisher.published, fake.pings) == (0, 2, 1)

@@ -120,6 +120,10 @@ class RelayMetrics:
         )
         for origin in ("csms", "injected"):
             self.lane_timeouts.labels(origin)
+        #: Children resolved on first use (``labels()`` per CALL was slow); the keys are
+        #: bounded like the labels: a caller of ours and a known action or ``other``.
+        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._offline_answers: dict[str, Counter] = {}
         registry.register(LiveCollector(sessions, publisher, nats_connected, clock))
         ProcessCollector(registry=registry)
 
@@ -127,11 +131,19 @@ class RelayMetrics:
         """One frame passed (or was produced) in ``direction``."""
         self.frames[direction].inc()
         if direction is Direction.PROXY_RESPONSE:
-            self.offline_answers.labels(action_label(action)).inc()
+            label = action_label(action)
+            child = self._offline_answers.get(label)
+            if child is None:
+                child = self._offline_answers[label] = self.offline_answers.labels(label)
+            child.inc()
 
     def answered(self, caller: str, action: str | None, seconds: float) -> None:
         """A CALL ``caller`` made was answered ``seconds`` after it was made."""
-        self.call_duration.labels(caller, action_label(action)).observe(seconds)
+        key = (caller, action_label(action))
+        child = self._durations.get(key)
+        if child is None:
+            child = self._durations[key] = self.call_duration.labels(*key)
+        child.observe(seconds)
 
     def lane_timed_out(self, origin: str) -> None:
         self.lane_timeouts.labels(origin).inc()

@@ -1,57 +1,64 @@
 """Publishing to NATS without ever delaying forwarding.
 
-Forwarding code calls :meth:`Publisher.publish`, which only appends to a bounded buffer.
-One task drains the buffer in order: it publishes a batch, then confirms it with a
-PING/PONG round trip (``flush``, twice: see :meth:`Publisher.run`) before dropping it
-from the buffer. While NATS is down
-the batch stays and is sent again when NATS is back; JetStream drops the copies it already
-has by ``Nats-Msg-Id``. A full buffer refuses new messages: each refusal is counted and
-logged, never silent.
+Forwarding code calls :meth:`Publisher.publish` (or :meth:`Publisher.publish_command` with
+a message already encoded by :mod:`oye_relay.wire`), which only appends to a bounded
+buffer. One task drains the buffer in order: it lets a batch gather for a moment, writes
+it, then confirms it with one PING/PONG round trip sent after it (see
+:meth:`~oye_relay.nats_commands.CommandWriter.written`) before dropping it from the
+buffer. While NATS is down the batch stays and is sent again when NATS is back; JetStream
+drops the copies it already has by ``Nats-Msg-Id``. A full buffer refuses new messages:
+each refusal is counted and logged, never silent. A message larger than NATS's
+``max_payload`` is dropped, counted and logged too: the server would close the connection
+over it, again at every retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
+from oye_relay.nats_commands import CommandWriter
+from oye_relay.wire import header_block, hpub, payload_size
 from oye_shared.bus import cancellation_checkpoint
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 512
+#: How long a batch may gather before it is written: under light load every frame would
+#: otherwise be a batch of its own, with its own write and PING/PONG round trip.
+GATHER = 0.002
 FLUSH_TIMEOUT = 2.0
 RETRY_DELAY = 0.2
 OVERFLOW_LOG_INTERVAL = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    subject: str
-    body: bytes
-    headers: dict[str, str]
-
-
 class Publisher:
-    """A bounded, ordered buffer in front of a NATS connection."""
+    """A bounded, ordered buffer of ``HPUB`` commands in front of a NATS connection."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.published = 0
         self.overflowed = 0
-        self._buffer: deque[Outgoing] = deque()
+        #: Messages dropped because NATS would refuse them (over ``max_payload``).
+        self.too_large = 0
+        self._buffer: deque[bytes] = deque()
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_overflow_log = -OVERFLOW_LOG_INTERVAL
 
     def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
-        """Queue a message; never blocks, never raises."""
+        """Queue a message; never blocks, never raises (header names: oye_shared.headers)."""
+        self.publish_command(hpub(subject, header_block(headers), body))
+
+    def publish_command(self, command: bytes) -> None:
+        """Queue a message encoded by :func:`oye_relay.wire.hpub`; never blocks or raises."""
         if len(self._buffer) >= self.capacity:
             self.overflowed += 1
             now = time.monotonic()
@@ -63,7 +70,7 @@ class Publisher:
                     self.overflowed,
                 )
             return
-        self._buffer.append(Outgoing(subject, body, headers))
+        self._buffer.append(command)
         self._idle.clear()
         self._ready.set()
 
@@ -77,6 +84,7 @@ class Publisher:
 
     async def run(self, nc: Client) -> None:
         """Drain the buffer into ``nc`` until cancelled."""
+        writer = CommandWriter(nc)
         while True:
             cancellation_checkpoint()
             await self._ready.wait()
@@ -87,14 +95,15 @@ class Publisher:
             if not nc.is_connected:
                 await asyncio.sleep(RETRY_DELAY)  # nats-py offers no "reconnected" event to await
                 continue
-            batch = [self._buffer[i] for i in range(min(BATCH_SIZE, len(self._buffer)))]
+            if len(self._buffer) < BATCH_SIZE:
+                await asyncio.sleep(GATHER)  # forwarding goes on meanwhile: it never waits here
+            batch = self._take(nc.max_payload)
+            if not batch:
+                continue
             try:
-                for message in batch:
-                    await nc.publish(message.subject, message.body, headers=message.headers)
-                # nats-py writes PING straight to the socket but PUBs through its flusher
-                # task, so the first PONG may come before the batch was even sent; the
-                # second PING follows the batch, and its PONG confirms it.
-                await nc.flush(timeout=FLUSH_TIMEOUT)  # type: ignore[arg-type]
+                await writer.write(batch)
+                # One PING, sent once the batch is on the socket: its PONG confirms the batch.
+                await writer.written()
                 await nc.flush(timeout=FLUSH_TIMEOUT)  # type: ignore[arg-type]
             except (NatsError, OSError, TimeoutError) as exc:
                 log.warning("NATS publish failed (%s); %d messages wait", exc, len(self._buffer))
@@ -103,3 +112,22 @@ class Publisher:
             for _ in batch:
                 self._buffer.popleft()
             self.published += len(batch)
+
+    def _take(self, max_payload: int) -> list[bytes]:
+        """The next batch, from the head of the buffer; drops a head NATS would refuse."""
+        batch = list(itertools.islice(self._buffer, BATCH_SIZE))
+        for index, command in enumerate(batch):
+            if len(command) > max_payload and payload_size(command) > max_payload:
+                if index:
+                    return batch[:index]  # the large one will be the head of the next batch
+                self._buffer.popleft()
+                self.too_large += 1
+                log.error(
+                    "a message of %d bytes exceeds NATS's max_payload of %d bytes; "
+                    "not published (%d so far)",
+                    payload_size(command),
+                    max_payload,
+                    self.too_large,
+                )
+                return []
+        return batch

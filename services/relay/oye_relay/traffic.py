@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from oye_relay.calls import PendingCalls
 from oye_relay.masking import masked_frame
 from oye_relay.metrics import RelayMetrics
 from oye_relay.publisher import Publisher
+from oye_relay.wire import HEADER_START, header_line, hpub
 from oye_shared import headers as h
 from oye_shared.backends import PRIMARY
 from oye_shared.frames import Frame, FrameError, MessageType, parse_frame
@@ -19,6 +20,11 @@ from oye_shared.subjects import Direction, EventKind, Subjects
 _PRIMARY_DIRECTIONS = frozenset(
     {Direction.UPSTREAM, Direction.DOWNSTREAM, Direction.PROXY_RESPONSE, Direction.OFFLINE_REPLAY}
 )
+# Header lines that take a value from a small fixed set, made once.
+_PRIMARY_LINE = header_line(h.BACKEND, PRIMARY)
+_MALFORMED_LINE = header_line(h.MESSAGE_TYPE, h.MALFORMED)
+_TYPE_LINES = {kind: header_line(h.MESSAGE_TYPE, kind.name) for kind in MessageType}
+_BINARY_LINE = header_line(h.BINARY, "1")
 
 
 def inspect(message: str | bytes) -> Frame | FrameError:
@@ -42,6 +48,11 @@ class TrafficTap:
     metrics: RelayMetrics | None = None
     #: OYE_MASK_ID_TAGS: publish id tags masked (the peers get them unchanged).
     mask_id_tags: bool = False
+    #: Per direction, made on first use: the subject and the header lines that stay the
+    #: same for the whole session (every frame used to rebuild them).
+    _per_direction: dict[Direction, tuple[str, str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def frame(
         self,
@@ -54,40 +65,54 @@ class TrafficTap:
     ) -> None:
         """Publish one frame; ``backend`` names the secondary it went to or came from
         (the primary's frames say ``primary``; injections name none)."""
+        known = self._per_direction.get(direction)
+        subject, fixed = known if known is not None else self._session_lines(direction)
         frame_id = h.new_frame_id()
-        headers = {
-            h.DIRECTION: direction.value,
-            h.CHARGE_POINT: self.charge_point_id,
-            h.TIME: h.now_rfc3339(),
-            h.FRAME_ID: frame_id,
-            h.NATS_MSG_ID: frame_id,
-            h.SUBPROTOCOL: self.subprotocol,
-            h.RELAY: self.relay_id,
-        }
-        if backend is None and direction in _PRIMARY_DIRECTIONS:
-            backend = PRIMARY
-        if backend is not None:
-            headers[h.BACKEND] = backend
-        if isinstance(parsed, FrameError):
-            headers[h.MESSAGE_TYPE] = h.MALFORMED
-            headers[h.ERROR] = parsed.reason
-            if parsed.message_id is not None:
-                headers[h.MESSAGE_ID] = parsed.message_id
+        # Every value not made here (message id, action, error, backend) goes through
+        # header_line: a CR or LF from a peer must never start a header line of its own.
+        lines = [
+            fixed,
+            f"{h.TIME}: {h.now_rfc3339()}\r\n{h.FRAME_ID}: {frame_id}\r\n"
+            f"{h.NATS_MSG_ID}: {frame_id}\r\n",
+        ]
+        if backend is None:
+            if direction in _PRIMARY_DIRECTIONS:
+                lines.append(_PRIMARY_LINE)
         else:
-            headers[h.MESSAGE_TYPE] = parsed.message_type.name
-            headers[h.MESSAGE_ID] = parsed.message_id
+            lines.append(header_line(h.BACKEND, backend))
+        if isinstance(parsed, FrameError):
+            lines.append(_MALFORMED_LINE)
+            lines.append(header_line(h.ERROR, parsed.reason))
+            if parsed.message_id is not None:
+                lines.append(header_line(h.MESSAGE_ID, parsed.message_id))
+        else:
+            lines.append(_TYPE_LINES[parsed.message_type])
+            lines.append(header_line(h.MESSAGE_ID, parsed.message_id))
             if action := parsed.action or action:
-                headers[h.ACTION] = action
+                lines.append(header_line(h.ACTION, action))
         if isinstance(message, str):
             body = message.encode()
         else:
             body = message
-            headers[h.BINARY] = "1"
+            lines.append(_BINARY_LINE)
         if self.mask_id_tags and isinstance(parsed, Frame):
             body = masked_frame(parsed, body.decode()).encode()
-        self.publisher.publish(self.subjects.frames(self.charge_point_id, direction), body, headers)
+        lines.append("\r\n")
+        self.publisher.publish_command(hpub(subject, "".join(lines).encode(), body))
         if self.metrics is not None:
             self.metrics.frame(direction, action)
+
+    def _session_lines(self, direction: Direction) -> tuple[str, str]:
+        """The subject of ``direction`` and the start of its frames' header block."""
+        known = self._per_direction[direction] = (
+            self.subjects.frames(self.charge_point_id, direction),
+            HEADER_START
+            + header_line(h.DIRECTION, direction.value)
+            + header_line(h.CHARGE_POINT, self.charge_point_id)
+            + header_line(h.SUBPROTOCOL, self.subprotocol)
+            + header_line(h.RELAY, self.relay_id),
+        )
+        return known
 
     # Round trips and timeouts, for the metrics (no-ops without them).
 
