@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import nats
+import nats.aio.client
+import nats.errors
 import pytest
 from nats.aio.msg import Msg
 from nats.js.api import StreamInfo
@@ -12,6 +15,7 @@ from nats.js.errors import NotFoundError
 from websockets.asyncio.client import ClientConnection, connect
 
 from oye_cli.nats_server import NatsServer
+from oye_relay import handoff
 from oye_shared import headers as h
 from oye_shared.settings import Settings
 from tests.conftest import free_port
@@ -108,3 +112,69 @@ async def test_the_stream_is_created_idempotently_with_the_configured_limits(
     assert info.config.max_age == 3600.0
     assert info.config.max_bytes == 10**8
     assert info.config.duplicate_window == 120.0
+
+
+async def test_a_handoff_subscription_gets_every_message_in_order_without_a_task(
+    nc: nats.aio.client.Client, nats_server: NatsServer
+) -> None:
+    """The relay's per-charger subscriptions start no task, yet hear every message, in
+    order, answer requests, and leave "no responders" once gone (pins nats-py internals)."""
+    got: list[bytes] = []
+    answering: set[asyncio.Task[None]] = set()
+
+    def handler(msg: Msg) -> None:
+        got.append(msg.data)
+        if msg.reply:
+            answering.add(asyncio.get_running_loop().create_task(msg.respond(b"re:" + msg.data)))
+
+    tasks_before = len(asyncio.all_tasks())
+    sub = await handoff.subscribe(nc, "t.inject.cp", handler)
+    assert len(asyncio.all_tasks()) == tasks_before
+    await nc.flush()  # the SUB has reached the server
+    assert isinstance(sub._pending_queue, handoff._Handoff), "nats-py changed: see handoff.py"
+    other = await nats.connect(nats_server.url)
+    try:
+        for n in range(200):
+            await other.publish("t.inject.cp", str(n).encode())
+        answer = await other.request("t.inject.cp", b"ping", timeout=5)
+        assert answer.data == b"re:ping"
+        assert got == [str(n).encode() for n in range(200)] + [b"ping"]
+        assert sub.pending_msgs == 0
+        assert sub._pending_size == 0
+        await sub.unsubscribe()
+        await nc.flush()
+        with pytest.raises(nats.errors.NoRespondersError):
+            await other.request("t.inject.cp", b"anyone?", timeout=5)
+    finally:
+        await other.close()
+
+
+async def test_a_handoff_subscription_drains_with_its_connection(
+    nats_server: NatsServer,
+) -> None:
+    """Draining the connection (the relay's shutdown) passes over handoff subscriptions."""
+    client = await nats.connect(nats_server.url)
+    got: list[Msg] = []
+    await handoff.subscribe(client, "t.drain", got.append)
+    await client.publish("t.drain", b"x")
+    await client.flush()
+    async with asyncio.timeout(5):
+        await client.drain()
+    assert [m.data for m in got] == [b"x"]
+
+
+async def test_without_the_internals_a_subscription_falls_back_to_a_callback(
+    nc: nats.aio.client.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nats-py without the internals handoff.py relies on still delivers, with a task."""
+    monkeypatch.setattr(handoff, "_takes_handoff", lambda sub: False)
+    got: list[bytes] = []
+    sub = await handoff.subscribe(nc, "t.fallback", lambda msg: got.append(msg.data))
+    assert sub._wait_for_msgs_task is not None
+    await nc.publish("t.fallback", b"1")
+    await eventually(lambda: _done(bool(got)))
+    assert got == [b"1"]
+
+
+async def _done(value: bool) -> bool:
+    return value

@@ -2,7 +2,8 @@
 
 Only the relay holding the charger subscribes to ``{prefix}.inject.{cp}``, so NATS itself
 answers "no responders" for a charger nobody holds. Each request is served in its own
-task (the lane, not the subscription, orders the calls), and replied to once.
+task (the lane, not the subscription, orders the calls), and replied to once; the
+subscription itself has no task (:mod:`oye_relay.handoff`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
+from oye_relay.handoff import subscribe
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest, Problem
 
 log = logging.getLogger(__name__)
@@ -25,14 +27,17 @@ DETACH_DEADLINE = 2.0
 
 
 class InjectEndpoint:
+    __slots__ = ("_requests", "_serve", "_subscription")
+
     def __init__(self, serve: Callable[[InjectRequest], Awaitable[InjectReply]]) -> None:
         self._serve = serve
         self._subscription: Subscription | None = None
-        self._requests: set[asyncio.Task[None]] = set()
+        #: Requests being served; created with the first (most chargers never get one).
+        self._requests: set[asyncio.Task[None]] | None = None
 
     async def attach(self, nc: Client, subject: str) -> None:
         if self._subscription is None:
-            self._subscription = await nc.subscribe(subject, cb=self._on_request)
+            self._subscription = await subscribe(nc, subject, self._on_request)
 
     async def detach(self) -> None:
         """Stop taking requests; give those in progress a moment to answer."""
@@ -43,7 +48,8 @@ class InjectEndpoint:
         if self._requests:
             await asyncio.wait(self._requests, timeout=DETACH_DEADLINE)
 
-    async def _on_request(self, msg: Msg) -> None:
+    def _on_request(self, msg: Msg) -> None:
+        """Called from NATS's reading task: validate, then answer in a task of its own."""
         try:
             request = InjectRequest.model_validate_json(msg.data)
         except ValidationError as exc:
@@ -51,9 +57,12 @@ class InjectEndpoint:
                 Problem(path="$." + ".".join(str(part) for part in e["loc"]), message=e["msg"])
                 for e in exc.errors()
             ]
-            await _respond(msg, InjectReply(outcome=InjectOutcome.INVALID, problems=problems))
-            return
-        task = asyncio.create_task(self._answer(msg, request))
+            work = _respond(msg, InjectReply(outcome=InjectOutcome.INVALID, problems=problems))
+        else:
+            work = self._answer(msg, request)
+        if self._requests is None:
+            self._requests = set()
+        task = asyncio.create_task(work)
         self._requests.add(task)
         task.add_done_callback(self._requests.discard)
 

@@ -58,34 +58,35 @@ class LaneCall:
 class CallLane:
     """CALLs for one charger with one in flight: FIFO per source, sources in turn."""
 
+    __slots__ = ("_waiting", "in_flight")
+
     def __init__(self) -> None:
         self.in_flight: LaneCall | None = None
+        #: Sources with waiting calls, in turn order (next first): a dict keeps its order,
+        #: and a lane that is idle (nearly always) then holds no deque at all.
         self._waiting: dict[str, deque[LaneCall]] = {}
-        self._turns: deque[str] = deque()  # sources with waiting calls, next first
 
     def submit(self, call: LaneCall) -> bool:
         """Queue a call; True when the lane was free and it must be sent now."""
-        if self.in_flight is None and not self._turns:
+        if self.in_flight is None and not self._waiting:
             self.in_flight = call
             return True
-        waiting = self._waiting.setdefault(call.source, deque())
-        if not waiting:
-            self._turns.append(call.source)
+        waiting = self._waiting.get(call.source)
+        if waiting is None:
+            waiting = self._waiting[call.source] = deque()  # its turn comes after the others'
         waiting.append(call)
         return False
 
     def advance(self) -> LaneCall | None:
         """The in-flight call is over: take the next one (to be sent now), if any."""
-        if not self._turns:
+        if not self._waiting:
             self.in_flight = None
             return None
-        source = self._turns.popleft()
-        waiting = self._waiting[source]
+        source = next(iter(self._waiting))
+        waiting = self._waiting.pop(source)
         self.in_flight = waiting.popleft()
         if waiting:
-            self._turns.append(source)  # its next call waits for the others' turns
-        else:
-            del self._waiting[source]
+            self._waiting[source] = waiting  # its next call waits for the others' turns
         return self.in_flight
 
     def withdraw(self, call: LaneCall) -> bool:
@@ -96,7 +97,6 @@ class CallLane:
         waiting.remove(call)
         if not waiting:
             del self._waiting[call.source]
-            self._turns.remove(call.source)
         return True
 
     def matches(self, message_id: str) -> LaneCall | None:
@@ -110,7 +110,6 @@ class CallLane:
             calls.extend(waiting)
         self.in_flight = None
         self._waiting.clear()
-        self._turns.clear()
         return calls
 
     @property

@@ -44,6 +44,22 @@ def _accepted(answer: Frame) -> bool:
 
 
 class LimitKeeper:
+    __slots__ = (
+        "_clears",
+        "_ended",
+        "_failsafe_applied",
+        "_first_action",
+        "_first_call",
+        "_first_called",
+        "_inject",
+        "_spawn",
+        "_version",
+        "charge_point_id",
+        "failsafe_limit",
+        "limit_ids",
+        "stored_limit",
+    )
+
     def __init__(
         self,
         *,
@@ -65,23 +81,32 @@ class LimitKeeper:
         self.failsafe_limit = failsafe_limit
         self.stored_limit = stored_limit
         self._failsafe_applied = False
-        self._first_call = asyncio.Event()
+        self._first_called = False
         self._first_action: str | None = None
+        #: after_connect() waiting for the first CALL (a future: an Event holds a deque).
+        self._first_call: asyncio.Future[None] | None = None
         # CSMS ClearChargingProfile calls that may remove the persistent limit.
-        self._clears: set[str] = set()
+        self._clears: set[str] | None = None  # made with the first (they are rare)
 
     # What the session tells the keeper.
 
     def charger_called(self, action: str | None) -> None:
-        if not self._first_call.is_set():
+        if not self._first_called:
+            self._first_called = True
             self._first_action = action
-            self._first_call.set()
+            if self._first_call is not None and not self._first_call.done():
+                self._first_call.set_result(None)
 
     async def after_connect(self) -> None:
         """Re-apply at connect, unless the charger boots first (then the boot's answer does)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(LIMIT_CONNECT_GRACE):
-                await self._first_call.wait()
+        if not self._first_called:
+            self._first_call = asyncio.get_running_loop().create_future()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LIMIT_CONNECT_GRACE):
+                        await self._first_call
+            finally:
+                self._first_call = None
         if self._first_action != "BootNotification":
             self.reapply("connected")
 
@@ -94,11 +119,13 @@ class LimitKeeper:
             and version is not None
             and clear_may_remove_ours(version, frame.payload, self.limit_ids)
         ):
+            if self._clears is None:
+                self._clears = set()
             self._clears.add(frame.message_id)
 
     def charger_replied(self, frame: Frame) -> None:
         """The charger answered a CSMS CALL: re-apply if it accepted a clear of ours."""
-        if frame.message_id in self._clears:
+        if self._clears is not None and frame.message_id in self._clears:
             self._clears.discard(frame.message_id)
             if _accepted(frame):
                 self.reapply("the CSMS cleared it")

@@ -27,6 +27,8 @@ from oye_shared.settings import Settings
 log = logging.getLogger(__name__)
 
 SHUTDOWN_DEADLINE = 5.0
+#: Allocations between two young-generation collections (CPython's default: 700).
+GC_THRESHOLD_YOUNG = 50_000
 
 
 class Readiness:
@@ -83,6 +85,7 @@ async def run(
     nats_task = readiness.bus = asyncio.create_task(
         _run_bus(settings, publisher, relay), name="nats"
     )
+    gc_threshold = gc.get_threshold()
     try:
         async with relay.serve():
             readiness.listening = True
@@ -97,6 +100,11 @@ async def run(
             # What exists now lives as long as the process: keep the collector off it, so a
             # charger storm's collections only walk the sessions (docs/PERFORMANCE.md).
             gc.freeze()
+            # Sessions are long-lived and rarely make cyclic garbage: with the default 700,
+            # the collector took a third of a storm's CPU walking live sessions again and
+            # again (docs/PERFORMANCE.md, "Connection storms"). Restored at the end (tests
+            # run the relay in their own process).
+            gc.set_threshold(GC_THRESHOLD_YOUNG, 50, 100)
             if started is not None:
                 started.set()
             await stop.wait()
@@ -116,6 +124,7 @@ async def run(
         elif not nats_task.cancelled() and (error := nats_task.exception()) is not None:
             log.error("NATS tasks failed: %r", error)
         await health.stop()
+        gc.set_threshold(*gc_threshold)
 
 
 async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> None:

@@ -157,10 +157,11 @@ class ChargerQueue:
         self.depth = backlog.depth if backlog else 0
         #: When the oldest kept message arrived (epoch seconds), if known.
         self.oldest = _epoch(backlog.oldest) if backlog else None
-        self._unsaved: deque[QueuedCall] = deque()
+        #: Kept while NATS was away, oldest first (made when needed: NATS is rarely away).
+        self._unsaved: deque[QueuedCall] | None = None
         self._appending = 0
-        self._settled = asyncio.Event()
-        self._settled.set()
+        #: Set when appends end; made only for a reader that waits (the replay).
+        self._settled: asyncio.Event | None = None
         #: Appends begun so far: a reader that saw an empty queue checks nothing came since.
         self.appends_begun = 0
 
@@ -178,6 +179,10 @@ class ChargerQueue:
         return self._appending == 0
 
     async def wait_settled(self) -> None:
+        if self._appending == 0:
+            return
+        if self._settled is None:
+            self._settled = asyncio.Event()
         await self._settled.wait()
 
     @contextlib.asynccontextmanager
@@ -186,13 +191,13 @@ class ChargerQueue:
         (a caller that must learn something before appending holds this around both)."""
         self._appending += 1
         self.appends_begun += 1
-        self._settled.clear()
         try:
             yield
         finally:
             self._appending -= 1
-            if self._appending == 0:
-                self._settled.set()
+            if self._appending == 0 and self._settled is not None:
+                self._settled.set()  # wakes whoever waits; the next waiter makes another
+                self._settled = None
 
     async def append(self, text: str, *, action: str, offline_transaction_id: int | None) -> None:
         """Keep a CALL; returns once it is in JetStream (or held in memory if NATS is away)."""
@@ -203,6 +208,8 @@ class ChargerQueue:
             self.oldest = now.timestamp()
         async with self.appending():
             if self._unsaved or not await self._store_one(call, action):
+                if self._unsaved is None:
+                    self._unsaved = deque()
                 self._unsaved.append(call)
                 log.warning(
                     "%r: NATS unreachable; %d message(s) kept for %s wait in memory",

@@ -33,6 +33,7 @@ from oye_relay.admission import (
     offered_subprotocols,
 )
 from oye_relay.authorization import OfflineAuthorization
+from oye_relay.connections import forget_handshake
 from oye_relay.fleet import FleetState
 from oye_relay.gatekeeper import Gatekeeper
 from oye_relay.live_config import LiveConfig
@@ -331,6 +332,7 @@ class Relay:
 
     async def _handle(self, charger: ServerConnection) -> None:
         handshake = self._handshakes.pop(charger)
+        forget_handshake(charger)  # what the session needs is in ``handshake``
         try:
             if charger.subprotocol is None and (handshake.offered or handshake.upstream is None):
                 # No common subprotocol: the handshake completed without one; close (OCPP-J).

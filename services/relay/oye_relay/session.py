@@ -29,6 +29,7 @@ from oye_relay.calls import PendingCalls
 from oye_relay.inject_endpoint import InjectEndpoint
 from oye_relay.injection import Injector
 from oye_relay.lane import CallLane, LaneCall, Origin, Reply
+from oye_relay.lane_keeper import LaneKeeper
 from oye_relay.limit_keeper import LimitKeeper, is_accepted_boot, no_stored_limit
 from oye_relay.offline import offline_answer
 from oye_relay.offline_queue import ChargerQueue, ReplayStore
@@ -78,6 +79,43 @@ def mirror_close_code(code: int | None) -> int:
 
 class ChargerSession:
     """Relays one charger connection to its CSMS, publishing every frame."""
+
+    # One per connected charger: slots keep it compact (its 32 attributes would
+    # otherwise make a dictionary of its own, ~1.7 KiB).
+    __slots__ = (
+        "_auto_starts",
+        "_state_changed",
+        "_upstream_ready",
+        "authorization",
+        "auto_charge_tag",
+        "backends",
+        "backoff_max",
+        "call_rate",
+        "call_timeout",
+        "charge_point_id",
+        "charger",
+        "charger_calls",
+        "close_when_offline",
+        "csms_calls",
+        "current_upstream_options",
+        "ended",
+        "follow_ups",
+        "inject_endpoint",
+        "injector",
+        "lane",
+        "lane_keeper",
+        "limits",
+        "offered_subprotocols",
+        "offline_authorization",
+        "replayer",
+        "tap",
+        "tracker",
+        "transaction_ids",
+        "transaction_map",
+        "upstream",
+        "upstream_options",
+        "user_agent",
+    )
 
     def __init__(
         self,
@@ -139,13 +177,14 @@ class ChargerSession:
         # CALLs the charger made (the CSMS answers) and CALLs the CSMS made (the charger answers).
         self.charger_calls = PendingCalls(on_answered=tap.csms_answered)
         self.csms_calls = PendingCalls(on_answered=tap.charger_answered)
-        self._upstream_ready = asyncio.Event()
-        if upstream is not None:
-            self._upstream_ready.set()
+        #: Made only when someone waits for the upstream (rarely: tests, tools).
+        self._upstream_ready: asyncio.Event | None = None
         # CALLs towards the charger, the CSMS's and the owner's, one at a time.
         self.call_timeout = call_timeout
         self.lane = CallLane()
-        self._lane_wakeup = asyncio.Event()
+        self.lane_keeper = LaneKeeper(
+            self.lane, send=self._send_call, timed_out=self._lane_timed_out, spawn=self._track
+        )
         self.follow_ups = FollowUps()
         self.injector = Injector(
             lane=self.lane,
@@ -162,7 +201,7 @@ class ChargerSession:
         self.authorization = authorization
         self._state_changed = on_state_change
         # What the CSMS missed while it was unreachable, and its 1.6 transaction ids.
-        self.transaction_map = transaction_map or TransactionMap()
+        self.transaction_map = transaction_map if transaction_map is not None else TransactionMap()
         self.replayer = Replayer(
             charge_point_id=charge_point_id,
             queue=queue,
@@ -222,7 +261,6 @@ class ChargerSession:
         upstream_task = asyncio.create_task(
             self._keep_upstream(), name=f"upstream {self.charge_point_id!r}"
         )
-        lane_task = asyncio.create_task(self._run_lane(), name=f"lane {self.charge_point_id!r}")
         link_tasks = self.backends.start()
         self._track(self.limits.after_connect())
         try:
@@ -232,7 +270,7 @@ class ChargerSession:
             try:
                 await self.backends.flush()  # bounded: kept messages reach their queues
             finally:
-                await self._end((upstream_task, lane_task, *link_tasks))
+                await self._end((upstream_task, *link_tasks))
 
     async def _end(self, tasks: Sequence[asyncio.Task[None]]) -> None:
         """Stop the session's tasks and close what is left of it."""
@@ -240,6 +278,7 @@ class ChargerSession:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.lane_keeper.stop()
         for call in self.lane.drain():
             call.settle(None)
         for auto_start in list(self._auto_starts):
@@ -253,8 +292,16 @@ class ChargerSession:
         await self.charger.close(code, reason)
 
     async def wait_upstream(self) -> None:
-        """Wait until the upstream leg is connected (tests and metrics use this)."""
-        await self._upstream_ready.wait()
+        """Wait until the upstream leg is connected (tests and tools use this)."""
+        while self.upstream is None:
+            if self._upstream_ready is None:
+                self._upstream_ready = asyncio.Event()
+            await self._upstream_ready.wait()
+
+    def _upstream_connected(self) -> None:
+        if self._upstream_ready is not None:
+            self._upstream_ready.set()  # wakes whoever waits; the next waiter makes another
+            self._upstream_ready = None
 
     async def _pump_charger(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -428,7 +475,6 @@ class ChargerSession:
             if self.charger.state is not State.OPEN:
                 return  # the charger is gone; run() closes the upstream
             self.upstream = None
-            self._upstream_ready.clear()
             code = upstream.close_code
             if upstream.protocol.close_rcvd is not None and code in DELIBERATE_CLOSE_CODES:
                 log.info("%r: CSMS closed the connection (%s)", self.charge_point_id, code)
@@ -489,7 +535,7 @@ class ChargerSession:
                     return False
                 self.upstream = upstream
                 self.replayer.connected()  # before any new CALL is forwarded
-                self._upstream_ready.set()
+                self._upstream_connected()
                 self._set_upstream_state("up")
                 backoff.reset()
                 self.tap.event(EventKind.UPSTREAM_UP)
@@ -526,35 +572,21 @@ class ChargerSession:
             self.tap.frame(
                 Direction.INJECTION_REQUEST, call.text, parse_frame(call.text), action=call.action
             )
-        self._lane_wakeup.set()
+        self.lane_keeper.sent(call)
         try:
             await sending.send(self.charger, call.text)
         except ConnectionClosed:
             call.settle(None)
 
-    async def _run_lane(self) -> None:
-        """Free the lane when its call is answered or times out, then send the next."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._lane_wakeup.wait()
-            self._lane_wakeup.clear()
-            while (call := self.lane.in_flight) is not None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(call.deadline):
-                        await asyncio.shield(call.answer)
-                if not call.answer.done():
-                    self.tap.lane_timed_out(call.origin)
-                    log.warning(
-                        "%r: no answer to %s %s %s in time; the lane moves on",
-                        self.charge_point_id,
-                        call.origin,
-                        call.action,
-                        call.message_id,
-                    )
-                    call.settle(None)
-                following = self.lane.advance()
-                if following is not None and loop.time() < following.deadline:
-                    await self._send_call(following)
+    def _lane_timed_out(self, call: LaneCall) -> None:
+        self.tap.lane_timed_out(call.origin)
+        log.warning(
+            "%r: no answer to %s %s %s in time; the lane moves on",
+            self.charge_point_id,
+            call.origin,
+            call.action,
+            call.message_id,
+        )
 
     # Injection over NATS.
 

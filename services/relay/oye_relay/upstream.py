@@ -19,6 +19,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
+from oye_relay.connections import forget_handshake
+
 log = logging.getLogger(__name__)
 
 #: CSMS close codes that mean "this connection is over" rather than "I went away".
@@ -86,7 +88,7 @@ async def open_upstream(
     """Open the upstream leg, or raise :class:`UpstreamRefused` / :class:`UpstreamUnreachable`."""
     headers = {"Authorization": authorization} if authorization else None
     try:
-        return await connect(
+        upstream = await connect(
             options.url_for(charge_point_id),
             subprotocols=[Subprotocol(token) for token in subprotocols] or None,
             additional_headers=headers,
@@ -103,6 +105,8 @@ async def open_upstream(
         raise UpstreamRefused(exc) from exc
     except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
         raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
+    forget_handshake(upstream)
+    return upstream
 
 
 class Backoff:
