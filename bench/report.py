@@ -232,12 +232,21 @@ def _ingestion(points: list[dict[str, Any]]) -> str:
             f"{p['frames']:,}",
             fmt(p["frames_per_second"], thousands=True),
             f"{p['spread'][0]:,.0f}-{p['spread'][1]:,.0f}",
+            fmt(p["logger_us_per_frame"], 1) if "logger_us_per_frame" in p else "–",
             floors.get(p["store"], "–"),
         ]
         for p in points
     ]
     return markdown_table(
-        ["store", "frames", "frames/s (median)", "spread over runs", "target"], rows
+        [
+            "store",
+            "frames",
+            "frames/s (median)",
+            "spread over runs",
+            "logger µs CPU/frame",
+            "target",
+        ],
+        rows,
     )
 
 

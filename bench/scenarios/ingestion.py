@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.bench_ingest import drop_schema, fill_stream, postgres_schema, stored
 from bench.scenarios import Context
-from bench.stack import Service, oye, service_env, spawn
+from bench.stack import Service, cpu_seconds, oye, service_env, spawn
 from bench.stats import median, spread
 from oye_cli.nats_server import NatsServer
 from oye_shared.settings import Settings, load_settings
@@ -40,13 +40,17 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
         ctx.say(f"ingestion: {p.ingest_frames:,} frames in the stream ({seconds:.1f} s)")
         stores = ["sqlite", "postgres"] if ctx.pg_dsn else ["sqlite"]
         for store in stores:
-            rates = []
+            rates, cpus = [], []
             for n in range(p.ingest_runs):
                 async with database(ctx, store) as db_url:
                     settings = base.model_copy(update={"db_url": db_url})
-                    rate = await drain(ctx, settings, p.ingest_frames)
+                    rate, cpu_us = await drain(ctx, settings, p.ingest_frames)
                 rates.append(rate)
-                ctx.say(f"ingestion {store:<8} run {n + 1}: {rate:,.0f} frames/s")
+                cpus.append(cpu_us)
+                ctx.say(
+                    f"ingestion {store:<8} run {n + 1}: {rate:,.0f} frames/s, "
+                    f"logger {cpu_us:.1f} µs CPU/frame"
+                )
             low, high = spread(rates)
             points.append(
                 {
@@ -55,6 +59,8 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
                     "frames_per_second": median(rates),
                     "spread": [low, high],
                     "runs": rates,
+                    "logger_us_per_frame": median(cpus),
+                    "logger_us_per_frame_runs": cpus,
                 }
             )
     finally:
@@ -62,8 +68,9 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
     return points
 
 
-async def drain(ctx: Context, settings: Settings, count: int) -> float:
-    """One logger process drains the stream into a fresh store: frames per second."""
+async def drain(ctx: Context, settings: Settings, count: int) -> tuple[float, float]:
+    """One logger process drains the stream into a fresh store: frames per second, and
+    the logger's CPU (user + system) per frame, in µs, over the same window."""
     env = service_env(
         NATS_URL=str(settings.nats_url),
         OYE_DATA_DIR=str(settings.data_dir),
@@ -79,16 +86,17 @@ async def drain(ctx: Context, settings: Settings, count: int) -> float:
         await logger.stop()
 
 
-async def _timed(logger: Service, settings: Settings, count: int) -> float:
+async def _timed(logger: Service, settings: Settings, count: int) -> tuple[float, float]:
     async with asyncio.timeout(900):
         while (first := await stored(settings)) == 0:
             logger.check_running()
             await asyncio.sleep(POLL)  # another process's commits: no event to await
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), cpu_seconds(logger.pid)
         while await stored(settings) < count:
             logger.check_running()
             await asyncio.sleep(POLL)
-    return (count - first) / (time.perf_counter() - began)
+        seconds, cpu = time.perf_counter() - began, cpu_seconds(logger.pid) - cpu_began
+    return (count - first) / seconds, cpu / (count - first) * 1e6
 
 
 async def delete_consumer(settings: Settings) -> None:

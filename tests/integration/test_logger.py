@@ -801,3 +801,28 @@ async def test_a_batch_written_again_adds_nothing(db_settings: Settings) -> None
         assert await store.write([*rows[290:], rows[0]]) == 0
         assert await store.count() == 300
     assert sorted(await stored_frame_ids(db_settings)) == sorted(r.frame_id for r in rows)
+
+
+@pytest.mark.postgres
+async def test_postgresql_refusing_a_payload_stores_that_frame_without_one(
+    settings: Settings,
+) -> None:
+    """JSON Python takes but jsonb refuses (a NUL escape): the batch still goes in."""
+    good = stored_row("CP-J", 1, T0)
+    subject, body, headers = frame_message(
+        "CP-J", Direction.UPSTREAM, '[2,"r2","DataTransfer",{"data":"\\u0000"}]', at=T0 + 1
+    )
+    bad = RowMaker("oye").make(subject, body, headers, fallback=lambda: ("", 0))
+    assert bad.is_json
+    async with pg_schema() as dsn, open_store(settings.model_copy(update={"db_url": dsn})) as store:
+        assert await store.write([good, bad]) == 2
+        assert await store.write([good, bad]) == 0
+        conn = await asyncpg.connect(dsn)
+        try:
+            payloads = await conn.fetch("SELECT frame_id, payload FROM logs ORDER BY time_us")
+        finally:
+            await conn.close()
+    assert [(r["frame_id"], r["payload"] is None) for r in payloads] == [
+        (good.frame_id, False),
+        (bad.frame_id, True),
+    ]

@@ -6,6 +6,11 @@ frame id) and only then acknowledges its messages. A crash anywhere before the a
 redelivery after ``ack_wait``; the frame-id key makes the second copy a no-op, so every
 frame is stored exactly once.
 
+Every message is acknowledged on its own (``AckPolicy.EXPLICIT``; the batch's acks leave
+in one write). One ack for the batch (``AckPolicy.ALL``) would also acknowledge what
+another logger sharing the consumer has fetched but not committed yet, and lose it if
+that logger died.
+
 Several loggers bound to the same durable consumer split the stream between them. NATS
 restarts surface as fetch errors: the fetcher backs off and carries on. Store failures
 are retried (with a backoff, telling NATS the batch is still in progress) and the batch
@@ -30,13 +35,19 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from oye_logger.metrics import LoggerMetrics
-from oye_logger.pull import PullError, PullSubscription
+from oye_logger.nats_internals import send_acks
+from oye_logger.pull import Delivery, PullError, PullSubscription
 from oye_logger.rows import LogRow, RowMaker
 from oye_logger.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-Batch = tuple[list[Msg], list[LogRow]]
+#: JetStream's answers to a delivery besides the ack (an empty message): redeliver it
+#: now, or not yet (restarts its ``ack_wait``).
+NAK = b"-NAK"
+IN_PROGRESS = b"+WPI"
+
+Batch = tuple[list[Delivery], list[LogRow]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,19 +213,20 @@ class LogConsumer:
             # The writer finishes what is queued, then ends.
             await batches.put(None)
 
-    def _row(self, msg: Msg) -> LogRow:
+    def _row(self, delivery: Delivery) -> LogRow:
         def fallback() -> tuple[str, int]:
             # Stable across redeliveries: the message's place in the stream.
+            subject, reply, data, _ = delivery
             try:
-                metadata = msg.metadata
+                metadata = Msg(_client=self.nc, subject=subject, reply=reply).metadata
             except nats.errors.Error:  # not a JetStream delivery: name it by its content
-                digest = hashlib.sha256(msg.subject.encode() + b"\n" + msg.data).hexdigest()
+                digest = hashlib.sha256(subject.encode() + b"\n" + data).hexdigest()
                 return f"sha256:{digest[:32]}", int(time.time() * 1e6)
             moment = metadata.timestamp
             time_us = int(moment.timestamp() * 1e6) if moment else int(time.time() * 1e6)
             return f"{self.stream}:{metadata.sequence.stream}", time_us
 
-        return self._rows.make(msg.subject, msg.data, msg.headers, fallback=fallback)
+        return self._rows.make(delivery.subject, delivery.data, delivery.headers, fallback=fallback)
 
     async def _write_loop(self, batches: asyncio.Queue[Batch | None], stop: asyncio.Event) -> None:
         while (batch := await batches.get()) is not None:
@@ -225,18 +237,19 @@ class LogConsumer:
                 # next start, stores them) rather than after ack_wait.
                 with contextlib.suppress(nats.errors.Error):
                     for msg in msgs:
-                        await msg.nak()
+                        await self.nc.publish(msg.reply, NAK)
                 continue
-            for msg in msgs:
-                try:
-                    await msg.ack()
-                except nats.errors.Error as exc:
-                    # The row is committed; a redelivery will be a no-op.
-                    log.debug("ack failed (%s); the frame will come again", exc)
-                    self._failed("ack")
+            try:
+                await send_acks(self.nc, [msg.reply for msg in msgs])
+            except nats.errors.Error as exc:
+                # The rows are committed; a redelivery will be a no-op.
+                log.debug("acks failed (%s); %d frames will come again", exc, len(msgs))
+                self._failed("ack")
             await self.progress.committed(len(msgs), inserted)
 
-    async def _write(self, msgs: list[Msg], rows: list[LogRow], stop: asyncio.Event) -> int | None:
+    async def _write(
+        self, msgs: list[Delivery], rows: list[LogRow], stop: asyncio.Event
+    ) -> int | None:
         delay = self.options.retry_delay
         loop = asyncio.get_running_loop()
         while True:
@@ -262,7 +275,7 @@ class LogConsumer:
                 return inserted
             with contextlib.suppress(nats.errors.Error):
                 for msg in msgs:
-                    await msg.in_progress()  # keep them ours while the store is away
+                    await self.nc.publish(msg.reply, IN_PROGRESS)  # ours while the store is away
             await _sleep_unless(stop, delay)
             delay = min(delay * 2, self.options.retry_delay_max)
 
