@@ -108,7 +108,7 @@ RELAY_AREAS = (
     ("parse the frame (JSON)", ("frames.py:parse_frame",)),
     (
         "websockets: send (and the socket write)",
-        ("websockets/asyncio/connection.py:Connection.send",),
+        ("websockets/asyncio/connection.py:Connection.send", "oye_relay/sending.py"),
     ),
     (
         "websockets: receive (socket read, frame parsing)",
