@@ -123,6 +123,15 @@ async def basic_user(
     if credentials is None:
         raise _unauthorized("authentication required (HTTP Basic)")
     address = client_address(request)
+    if not await check_login(state, address, credentials.username, credentials.password):
+        raise _unauthorized("wrong user name or password")
+    return credentials.username
+
+
+async def check_login(state: ApiState, address: str, username: str, password: str) -> bool:
+    """One login attempt from ``address``, as HTTP Basic and the dashboard both make it:
+    429 while the address is throttled, False (and a failure counted) for a wrong
+    password, True (and the address's failures forgotten) for a right one."""
     failures = await state.throttle.failures(address)
     wait = state.throttle.retry_after(failures)
     if wait is not None:
@@ -131,13 +140,13 @@ async def basic_user(
             detail=f"too many failed logins from {address}; try again in {wait} s",
             headers={"Retry-After": str(wait)},
         )
-    if not await state.users.verify(credentials.username, credentials.password):
+    if not await state.users.verify(username, password):
         await state.throttle.record_failure(address)
-        log.warning("failed login for user %r from %s", credentials.username, address)
-        raise _unauthorized("wrong user name or password")
+        log.warning("failed login for user %r from %s", username, address)
+        return False
     if failures:
         await state.throttle.clear(address)
-    return credentials.username
+    return True
 
 
 CurrentUser = Annotated[str, Depends(require_user)]

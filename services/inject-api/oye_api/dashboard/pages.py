@@ -43,7 +43,7 @@ from oye_api.dashboard.auth import (
 )
 from oye_api.dashboard.catalog import catalog
 from oye_api.dashboard.session import COOKIE_NAME, LIFETIME_SECONDS
-from oye_api.deps import CurrentUser, State, client_address
+from oye_api.deps import CurrentUser, State, check_login, client_address
 from oye_api.kv import get_entry
 from oye_shared.subjects import kv_key
 
@@ -120,20 +120,8 @@ async def login(request: Request, state: State, body: LoginBody) -> Response:
     if origin is not None and not same_origin(origin, request.headers.get("host")):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "log in from this site's own page")
     address = client_address(request)
-    failures = await state.throttle.failures(address)
-    wait = state.throttle.retry_after(failures)
-    if wait is not None:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"too many failed logins from {address}; try again in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
-    if not await state.users.verify(body.username, body.password):
-        await state.throttle.record_failure(address)
-        log.warning("dashboard: failed login for user %r from %s", body.username, address)
+    if not await check_login(state, address, body.username, body.password):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    if failures:
-        await state.throttle.clear(address)
     value = await issue_cookie(request.app, state, body.username)
     if value is None:  # deleted between the check and now
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
