@@ -260,26 +260,27 @@ async def test_a_secondary_that_goes_down_catches_up_and_the_primary_never_notic
         assert not any(m.subject.endswith(".events.CP-D.upstream_down") for m in setup.bus.messages)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 async def test_the_primary_down_gets_offline_answers_and_replay_while_the_secondary_carries_on(
-    settings: Settings, nc: Client
+    settings: Settings, nc: Client, version: str
 ) -> None:
     """Offline answers and replay as before; the secondary hears everything live."""
     async with (
         two_backends(settings, nc) as setup,
-        charger_on(setup, "CP-O", "1.6") as (charger, primary, secondary),
+        charger_on(setup, "CP-O", version) as (charger, primary, secondary),
     ):
         await charger.boot()
         await setup.primary.stop()
         await setup.bus.wait_for(lambda m: m.subject.endswith(".events.CP-O.upstream_down"))
 
-        await charger.status(1, "Charging")
+        await charger.status(1, "Charging" if version == "1.6" else "Occupied")
         heartbeat = await charger.heartbeat()
         assert heartbeat.current_time  # the proxy's answer
         await received(secondary, "StatusNotification")
         await received(secondary, "Heartbeat")
         await setup.bus.wait_for(lambda m: m.subject.endswith(".PROXY_RESPONSE"))
         # The secondary still reads from the charger meanwhile.
-        await secondary.call(read_call("1.6", "HeartbeatInterval"))
+        await secondary.call(read_call(version, "HeartbeatInterval"))
 
         await setup.primary.start()
         await setup.bus.wait_for(lambda m: m.subject.endswith(".events.CP-O.replayed"), seconds=20)
