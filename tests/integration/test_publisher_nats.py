@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import nats
 import pytest
@@ -171,7 +172,7 @@ async def test_a_nats_crash_mid_stream_loses_and_duplicates_nothing(
             await eventually(quarter_published, every=0.001)
             assert not producer.done()
             nats_server.kill()
-            await asyncio.sleep(0.3)
+            await eventually(_async(lambda: not client.is_connected), every=0.005)
             await asyncio.to_thread(nats_server.start)
             await producer
             await publisher.wait_idle()
@@ -192,3 +193,10 @@ async def test_a_nats_crash_mid_stream_loses_and_duplicates_nothing(
         await reader.close()
     assert [m.data for m in got] == [str(i).encode() for i in range(count)]
     assert info.state.messages == count
+
+
+def _async(check: Any) -> Any:
+    async def checked() -> Any:
+        return check()
+
+    return checked

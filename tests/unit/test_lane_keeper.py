@@ -53,6 +53,13 @@ def answer(call: LaneCall) -> None:
     call.settle(Reply(parse_frame(text), text))
 
 
+async def past(deadline: float) -> None:
+    """Wait until the loop's clock has passed a call's deadline (what a timeout is about)."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, deadline - loop.time()) + 0.001)
+    assert loop.time() > deadline
+
+
 async def settle_loop() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -87,7 +94,7 @@ async def test_a_call_that_expired_while_waiting_is_not_sent() -> None:
     first = await charger.submit("a", 10)
     expired = await charger.submit("b", 0.01)
     await charger.submit("c", 10)
-    await asyncio.sleep(0.05)
+    await past(expired.deadline)
     answer(first)
     await settle_loop()
     assert expired.answer.done()
@@ -99,7 +106,8 @@ async def test_a_call_that_expired_while_waiting_is_not_sent() -> None:
 async def test_a_late_answer_after_the_timeout_changes_nothing() -> None:
     charger = Charger()
     first = await charger.submit("a", 0.01)
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(2):
+        assert await first.answer is None  # timed out
     await settle_loop()
     answer(first)  # settles nothing: the lane has moved on
     await settle_loop()
@@ -109,11 +117,12 @@ async def test_a_late_answer_after_the_timeout_changes_nothing() -> None:
 
 async def test_once_stopped_and_drained_nothing_is_sent_or_timed_out() -> None:
     charger = Charger()
-    await charger.submit("a", 0.05)
+    first = await charger.submit("a", 0.05)
     await charger.submit("b", 10)
     charger.keeper.stop()
     for call in charger.lane.drain():
         call.settle(None)
-    await asyncio.sleep(0.1)
+    await past(first.deadline)  # its timer would have fired by now
+    await settle_loop()
     assert charger.sent == ["a"]
     assert charger.timed_out == []
