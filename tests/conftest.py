@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -64,10 +65,18 @@ def free_port() -> int:
     start = random.randrange(size)
     for offset in range(size):
         port = first + (start + offset) % size
+        if port in _HANDED_OUT:  # maybe not bound yet by whoever got it: a bind would succeed
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.append(port)
             return port
     raise RuntimeError("no free port left in this worker's range")
+
+
+#: The ports this worker handed out lately: a test often asks for several before it
+#: binds any, and a free port stays "free" until its owner binds it.
+_HANDED_OUT: deque[int] = deque(maxlen=512)
