@@ -14,6 +14,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
+from oye_relay.keepalive import Keepalive
 from oye_relay.upstream import UpstreamOptions, make_ssl_context
 from oye_shared.backends import SecondaryBackend
 from oye_shared.bus import cancellation_checkpoint
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class LiveConfig:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, keepalive: Keepalive) -> None:
         self.settings = settings
+        self.keepalive = keepalive
         self.config = seed_config(settings)
         self._options: UpstreamOptions | None = None
         self._secondary_options: dict[str, UpstreamOptions] = {}
@@ -58,8 +60,7 @@ class LiveConfig:
                 url, verify=settings.upstream_tls_verify, ca_file=settings.upstream_ca_file
             ),
             open_timeout=settings.upstream_connect_timeout,
-            ping_interval=settings.ping_interval,
-            ping_timeout=settings.ping_timeout,
+            keepalive=self.keepalive,
             max_size=settings.max_frame_bytes,
         )
 

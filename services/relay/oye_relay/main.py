@@ -87,7 +87,7 @@ async def run(
     )
     gc_threshold = gc.get_threshold()
     try:
-        async with relay.serve():
+        async with relay.serve(), relay.keepalive.running():
             readiness.listening = True
             log.info(
                 "relay %s: chargers connect to %s://%s:%d/ocpp/{chargePointId}; upstream %s",

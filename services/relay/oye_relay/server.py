@@ -36,6 +36,7 @@ from oye_relay.authorization import OfflineAuthorization
 from oye_relay.connections import forget_handshake
 from oye_relay.fleet import FleetState
 from oye_relay.gatekeeper import Gatekeeper
+from oye_relay.keepalive import Keepalive
 from oye_relay.live_config import LiveConfig
 from oye_relay.metrics import RelayMetrics
 from oye_relay.offline_queue import NATS_TIMEOUT, ChargerQueue, NatsTrouble, ReplayStore
@@ -99,7 +100,9 @@ class Relay:
         self.sessions: dict[str, ChargerSession] = {}
         self._handshakes: dict[ServerConnection, Handshake] = {}
         self._session_changed = asyncio.Condition()
-        self.live_config = LiveConfig(settings)
+        #: Pings every charger and CSMS leg of this relay (one task, not two per charger).
+        self.keepalive = Keepalive(interval=settings.ping_interval, timeout=settings.ping_timeout)
+        self.live_config = LiveConfig(settings, self.keepalive)
         self.nc: Client | None = None
         #: The persistent limits (``{P}_limits``), once NATS is there.
         self.limits_kv: KeyValue | None = None
@@ -170,8 +173,7 @@ class Relay:
             select_subprotocol=self._select_subprotocol,
             # The charger's own handshake time, plus the CSMS's that it waits for.
             open_timeout=self.settings.handshake_timeout + self.settings.upstream_connect_timeout,
-            ping_interval=self.settings.ping_interval,
-            ping_timeout=self.settings.ping_timeout,
+            ping_interval=None,  # self.keepalive pings it once open
             max_size=self.settings.max_frame_bytes,
             max_queue=64,
             # A charger storm after a power cut: the default 100 made the kernel drop
@@ -333,6 +335,7 @@ class Relay:
     async def _handle(self, charger: ServerConnection) -> None:
         handshake = self._handshakes.pop(charger)
         forget_handshake(charger)  # what the session needs is in ``handshake``
+        self.keepalive.watch(charger)
         try:
             if charger.subprotocol is None and (handshake.offered or handshake.upstream is None):
                 # No common subprotocol: the handshake completed without one; close (OCPP-J).

@@ -20,6 +20,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from oye_relay.connections import forget_handshake
+from oye_relay.keepalive import Keepalive
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ class UpstreamOptions:
     base_url: str
     ssl_context: ssl.SSLContext | None
     open_timeout: float
-    ping_interval: float
-    ping_timeout: float
+    #: The relay's one keepalive (keepalive.py); the leg is watched once open.
+    keepalive: Keepalive
     max_size: int
 
     def url_for(self, charge_point_id: str) -> str:
@@ -95,8 +96,7 @@ async def open_upstream(
             user_agent_header=user_agent,
             ssl=options.ssl_context,
             open_timeout=options.open_timeout,
-            ping_interval=options.ping_interval,
-            ping_timeout=options.ping_timeout,
+            ping_interval=None,  # the relay's keepalive pings it
             max_size=options.max_size,
             max_queue=64,
             proxy=None,
@@ -106,6 +106,7 @@ async def open_upstream(
     except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
         raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
     forget_handshake(upstream)
+    options.keepalive.watch(upstream)
     return upstream
 
 

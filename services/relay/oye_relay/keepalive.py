@@ -1,0 +1,156 @@
+"""One keepalive for every WebSocket of the relay, instead of a task per connection.
+
+websockets pings each connection from a task of its own: two tasks per charger (its leg
+and the CSMS's), each with a sleep and a timer, about 3 KiB and a wake-up per connection
+every ``ping_interval`` (docs/PERFORMANCE.md). Here one task keeps a heap of deadlines:
+when a connection's ping is due it is sent at once (no ``send_context``), and a pong that
+has not come ``ping_timeout`` later fails the connection with 1011, as websockets does.
+A connection that closes is simply dropped when its deadline comes up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+
+from websockets.asyncio.connection import Connection
+from websockets.frames import CloseCode
+from websockets.protocol import State
+
+log = logging.getLogger(__name__)
+
+# What a deadline in the heap is for.
+_PING, _PONG, _ABORT = 0, 1, 2
+
+
+class Keepalive:
+    """Pings the connections it watches every ``interval`` seconds; fails silent ones."""
+
+    __slots__ = ("_clock", "_deadlines", "_order", "_wake", "interval", "timeout")
+
+    def __init__(
+        self,
+        *,
+        interval: float,
+        timeout: float,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.interval = interval
+        self.timeout = timeout
+        self._clock = clock
+        # (when, order, what, connection, pong): ``order`` keeps equal times in FIFO order
+        # and spares comparing connections.
+        self._deadlines: list[tuple[float, int, int, Connection, asyncio.Future[float] | None]] = []
+        self._order = itertools.count()
+        self._wake: asyncio.Event | None = None
+
+    def __len__(self) -> int:
+        return len(self._deadlines)
+
+    def watch(self, connection: Connection) -> None:
+        """Keep ``connection`` alive from now on (until it closes)."""
+        self._push(self._now() + self.interval, _PING, connection, None)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run the keepalive task for the duration of the block."""
+        task = asyncio.create_task(self._run(), name="keepalive")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _push(
+        self,
+        when: float,
+        what: int,
+        connection: Connection,
+        pong: asyncio.Future[float] | None,
+    ) -> None:
+        deadlines = self._deadlines
+        heapq.heappush(deadlines, (when, next(self._order), what, connection, pong))
+        if deadlines[0][3] is connection and self._wake is not None:
+            self._wake.set()  # the task sleeps until a later deadline
+
+    async def _run(self) -> None:
+        self._wake = asyncio.Event()
+        while True:
+            self.tick()
+            delay = self._deadlines[0][0] - self._now() if self._deadlines else None
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    def tick(self) -> None:
+        """Handle every deadline that has come (the task calls this; tests may too)."""
+        deadlines = self._deadlines
+        now = self._now()
+        while deadlines and deadlines[0][0] <= now:
+            when, _, what, connection, pong = heapq.heappop(deadlines)
+            if connection.protocol.state is State.CLOSED:
+                continue
+            try:
+                if what == _PING:
+                    self._ping(connection, now)
+                elif what == _PONG:
+                    self._check(connection, pong, sent=when - self.timeout, now=now)
+                else:  # _ABORT: failed a while ago and still not closed
+                    connection.transport.abort()
+            except Exception:  # one broken connection must not stop the others' keepalive
+                log.exception("keepalive failed for a connection; it is dropped from it")
+
+    def _ping(self, connection: Connection, now: float) -> None:
+        if connection.protocol.state is not State.OPEN:
+            return  # closing: websockets' close timeout takes it from here
+        data = os.urandom(4)
+        while data in connection.pending_pings:
+            data = os.urandom(4)
+        pong = connection.loop.create_future()
+        pong.add_done_callback(_retrieve)  # a closed connection fails it; nobody awaits it
+        # Where websockets looks for the ping a pong answers (acknowledge_pings).
+        connection.pending_pings[data] = (pong, now)
+        connection.protocol.send_ping(data)
+        connection.send_data()
+        self._push(now + self.timeout, _PONG, connection, pong)
+
+    def _check(
+        self,
+        connection: Connection,
+        pong: asyncio.Future[float] | None,
+        *,
+        sent: float,
+        now: float,
+    ) -> None:
+        if pong is not None and pong.done():
+            # Like websockets: the next ping an interval after this one was sent (so with
+            # a timeout longer than the interval, pings come every ``timeout`` seconds).
+            self._push(max(now, sent + self.interval), _PING, connection, None)
+            return
+        if connection.protocol.state is not State.OPEN:
+            return
+        log.info("no pong within %gs from %s; closing it", self.timeout, _peer(connection))
+        connection.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        connection.send_data()
+        # A dead peer never completes the closing handshake: another timeout, then abort.
+        self._push(now + self.timeout, _ABORT, connection, None)
+
+
+def _retrieve(pong: asyncio.Future[float]) -> None:
+    if not pong.cancelled():
+        pong.exception()
+
+
+def _peer(connection: Connection) -> str:
+    address = connection.transport.get_extra_info("peername")
+    return f"{address[0]}:{address[1]}" if address else "a peer"
