@@ -26,6 +26,7 @@ from playwright.async_api import (
     BrowserContext,
     ConsoleMessage,
     Page,
+    WebSocket,
     async_playwright,
 )
 
@@ -74,15 +75,21 @@ class Site(Stack):
     logged: Progress = field(default_factory=Progress)
 
 
-@pytest_asyncio.fixture(loop_scope=LOOP)
-async def site(settings: Settings) -> AsyncIterator[Site]:
-    """Relay, inject-api and logger, sharing the test's nats-server."""
+@pytest.fixture
+def site_settings(settings: Settings) -> Settings:
+    """The stack's settings (standalone: no CSMS); a module overrides this fixture to
+    change them, e.g. to give the relay a CSMS to forward to."""
     # A test fills the log with a burst of Heartbeats faster than a charger may.
-    settings = settings.model_copy(update={"charger_call_rate": 1000.0})
+    return settings.model_copy(update={"charger_call_rate": 1000.0})
+
+
+@pytest_asyncio.fixture(loop_scope=LOOP)
+async def site(site_settings: Settings) -> AsyncIterator[Site]:
+    """Relay, inject-api and logger, sharing the test's nats-server."""
     logged = Progress()
     async with (
-        stack_running(settings) as stack,
-        service_running(functools.partial(run_logger, progress=logged), settings),
+        stack_running(site_settings) as stack,
+        service_running(functools.partial(run_logger, progress=logged), site_settings),
     ):
         yield Site(stack.settings, stack.relay, logged)
 
@@ -94,6 +101,8 @@ class Browsing:
     browser: Browser
     base_url: str
     requested: list[str] = field(default_factory=list)
+    #: Every message the pages received over a WebSocket (the live feed), as text.
+    pushed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     contexts: list[BrowserContext] = field(default_factory=list)
 
@@ -106,10 +115,14 @@ class Browsing:
         self.contexts.append(context)
         page = await context.new_page()
         page.on("request", lambda request: self.requested.append(request.url))
-        page.on("websocket", lambda socket: self.requested.append(socket.url))
+        page.on("websocket", self._websocket)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
         page.on("console", self._console)
         return page
+
+    def _websocket(self, socket: WebSocket) -> None:
+        self.requested.append(socket.url)
+        socket.on("framereceived", lambda payload: self.pushed.append(str(payload)))
 
     def _console(self, message: ConsoleMessage) -> None:
         # Answers a test provokes (401, 422) are logged as network errors; anything the

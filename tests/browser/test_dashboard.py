@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from oye_api.ocpp_text import result_payload_text
 from oye_cli.simulator import SimulatedCharger
@@ -37,6 +37,31 @@ async def within(seconds: float, action: Awaitable[object]) -> float:
     took = loop.time() - began
     assert took <= seconds, f"took {took:.3f} s, more than {seconds} s"
     return took
+
+
+async def assert_drawn(plot: Locator, expected: list[tuple[int, float]]) -> None:
+    """The plot's step line, read back from the SVG, is ``expected`` [(seconds, limit)]:
+    each corner of ``path.line`` is mapped through the axes as drawn (the x axis spans the
+    window, the y grid lines sit at their ticks), to within the coordinates' rounding."""
+    drawn = await plot.evaluate(
+        """svg => ({
+            duration: Number(svg.dataset.duration),
+            xAxis: [...svg.querySelectorAll("line.axis")]
+                .map((l) => ["x1", "x2", "y1", "y2"].map((a) => Number(l.getAttribute(a))))
+                .find(([x1, x2, y1, y2]) => y1 === y2 && x1 !== x2),
+            grid: [...svg.querySelectorAll("line.grid")].map((l) => Number(l.getAttribute("y1"))),
+            ticks: [...svg.querySelectorAll('text.tick[text-anchor="end"]')]
+                .map((t) => Number(t.textContent)),
+            corners: svg.querySelector("path.line").getAttribute("d").split(" ")
+                .map((p) => p.slice(1).split(",").map(Number)),
+        })"""
+    )
+    x0, x1 = drawn["xAxis"][0], drawn["xAxis"][1]
+    (y0, *_, y1), (v0, *_, v1) = drawn["grid"], drawn["ticks"]
+    times = [(x - x0) / (x1 - x0) * drawn["duration"] for x, _ in drawn["corners"]]
+    limits = [v0 + (y - y0) / (y1 - y0) * (v1 - v0) for _, y in drawn["corners"]]
+    assert times == pytest.approx([t for t, _ in expected], abs=5)
+    assert limits == pytest.approx([v for _, v in expected], rel=0.005)
 
 
 async def test_login_refuses_a_wrong_password_and_accepts_the_right_one(
@@ -104,20 +129,33 @@ async def test_a_connecting_charger_appears_within_2_s_and_goes_offline_when_it_
 
 
 async def test_a_charger_frame_appears_in_the_traffic_view_within_1_s_with_its_answer(
-    site: Site, dashboard: Page
+    site: Site, browsing: Browsing, dashboard: Page
 ) -> None:
-    """The Heartbeat the charger sends shows at once, then pairs with the proxy's answer,
-    with the time between them; opening the row shows both frames."""
+    """The Heartbeat the charger sends is pushed over the live WebSocket (the log is not
+    asked) and shows at once with its time, then pairs with the proxy's answer, with the
+    time between them; opening the row shows both frames as indented JSON."""
     async with SimulatedCharger(site.relay.url("CP1"), "CP1", version="1.6") as charger:
         await charger.boot()
         await dashboard.click('#nav a[data-view="traffic"]')
+        await expect(dashboard.locator("#older")).to_have_text(
+            re.compile("No older frames in the log|Scroll for older frames")
+        )
         row = dashboard.locator(frames(dashboard, cp="CP1", action="Heartbeat"))
         await expect(row).to_have_count(0)
+        asked_before = len(browsing.requested)
         sent = asyncio.ensure_future(charger.heartbeat())
         await within(1.0, expect(row).to_be_visible(timeout=1000))
         await sent
         await expect(row).to_have_attribute("data-paired", "true")
         await expect(row).to_have_attribute("data-direction", "UPSTREAM")
+        asked = [urlsplit(url).path for url in browsing.requested[asked_before:]]
+        assert "/api/logs" not in asked  # pushed, never polled
+        pushed = [json.loads(text) for text in browsing.pushed]
+        assert any(
+            m.get("type") == "frame" and m.get("cp") == "CP1" and m.get("action") == "Heartbeat"
+            for m in pushed
+        )
+        await expect(row.locator(".time")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d\.\d{3}$"))
         latency = await row.locator(".answer").get_attribute("data-latency-ms")
         assert latency is not None
         assert float(latency) >= 0
@@ -125,8 +163,11 @@ async def test_a_charger_frame_appears_in_the_traffic_view_within_1_s_with_its_a
         await row.locator("button").click()
         bodies = row.locator(".frame-body pre")
         await expect(bodies).to_have_count(2)
-        call = json.loads(await bodies.nth(0).inner_text())
-        answer = json.loads(await bodies.nth(1).inner_text())
+        call_text, answer_text = await bodies.all_inner_texts()
+        assert call_text.startswith("[\n  2,")  # pretty-printed, not the frame as sent
+        assert '\n    "currentTime": ' in answer_text
+        call = json.loads(call_text)
+        answer = json.loads(answer_text)
         assert call[0] == 2
         assert call[2] == "Heartbeat"
         assert answer[0] == 3
@@ -249,6 +290,44 @@ async def test_an_injected_get_configuration_shows_the_chargers_answer(
         assert shown["configurationKey"][0]["key"] == "HeartbeatInterval"
 
 
+@pytest.mark.parametrize(
+    ("version", "scenario"),
+    [("1.6", "scenario-a-grid-limit"), ("2.0.1", "scenario-a-grid-limit-2")],
+)
+async def test_the_guides_smart_charging_scenarios_are_ready_made_templates(
+    site: Site, dashboard: Page, version: Literal["1.6", "2.0.1"], scenario: str
+) -> None:
+    """The template list holds the guide's scenarios for the charger's version; picking
+    one sets the action and the payload, which the charger receives as it is and accepts.
+    Picking another action prefills its required fields."""
+    catalog = (await (await dashboard.request.get("/dashboard/catalog")).json())["scenarios"]
+    offered = {s["id"]: s for s in catalog if version in s["versions"]}
+    async with SimulatedCharger(site.relay.url("CP-tpl"), "CP-tpl", version=version) as charger:
+        await charger.boot()
+        await dashboard.click('#nav a[data-view="inject"]')
+        await dashboard.select_option("#inject-cp", "CP-tpl")
+        await expect(dashboard.locator("#inject-version")).to_have_text(f"OCPP {version}")
+        templates = dashboard.locator("#inject-template optgroup option")
+        assert set(await templates.evaluate_all("options => options.map(o => o.value)")) == set(
+            offered
+        )
+        await dashboard.select_option("#inject-template", scenario)
+        await expect(dashboard.locator("#inject-action")).to_have_value("SetChargingProfile")
+        payload = json.loads(await dashboard.input_value("#inject-payload"))
+        assert payload == offered[scenario]["payload"]
+        await dashboard.click("#inject-send")
+        result = dashboard.locator("#inject-result")
+        await expect(result).to_have_attribute("data-status", "200")
+        assert json.loads(await result.locator("pre").inner_text()) == {"status": "Accepted"}
+        (received,) = charger.frames.find(is_call("SetChargingProfile"), direction="received")
+        assert received.payload == payload
+
+        await dashboard.select_option("#inject-action", "Reset")
+        await expect(dashboard.locator("#inject-template")).to_have_value("skeleton")
+        skeleton = json.loads(await dashboard.input_value("#inject-payload"))
+        assert set(skeleton) == {"type"}  # Reset's one required field, in either version
+
+
 async def test_a_bad_payload_shows_the_error_next_to_the_field(site: Site, dashboard: Page) -> None:
     """The relay's 422 names $.key; the note sits on the line of "key", nothing is sent."""
     async with SimulatedCharger(site.relay.url("CP-bad"), "CP-bad", version="1.6") as charger:
@@ -306,6 +385,7 @@ async def test_setting_a_limit_and_opening_the_plot_shows_the_schedule(
         await expect(plot).to_have_attribute("data-unit", "A")
         await expect(plot.locator("path.line")).to_have_count(1)
         await expect(plot.locator("text.label", has_text="16 A")).to_have_count(1)
+        await assert_drawn(plot, [(0, 16), (21600, 16)])
         saved = await screenshot(dashboard, "schedule")
         assert saved.stat().st_size > 0
 
@@ -313,6 +393,7 @@ async def test_setting_a_limit_and_opening_the_plot_shows_the_schedule(
         await dashboard.click("#schedule-form button[type=submit]")
         await expect(plot).to_have_attribute("data-unit", "W")
         await expect(plot).to_have_attribute("data-points", "[[0,11040],[21600,11040]]")
+        await assert_drawn(plot, [(0, 11040), (21600, 11040)])
 
         await dashboard.fill("#limit-max", "0")
         await dashboard.click("#limit-form button[type=submit]")

@@ -27,7 +27,9 @@ export class ChargersView {
     });
     this.feed.addEventListener("frame", (event) => {
       const f = event.detail;
-      if (f.direction === "OFFLINE_REPLAY" || (f.direction === "PROXY_RESPONSE" && (this.details.get(f.cp)?.upstream ?? "up") !== "up")) {
+      // The proxy answering while the CSMS is down may have kept the call for replay. The
+      // live state says so (the last fetched details may predate the drop).
+      if (f.direction === "OFFLINE_REPLAY" || (f.direction === "PROXY_RESPONSE" && this.store.get(f.cp)?.upstream === "down")) {
         this.refetch(f.cp);
       }
     });
