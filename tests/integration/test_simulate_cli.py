@@ -625,6 +625,51 @@ async def test_charge_sends_meter_values_that_follow_the_limit(
         assert await sim.terminate() == 0
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_session_reports_its_status_beats_on_schedule_and_meters_on_request(
+    settings: Settings, nc: Client, version: str
+) -> None:
+    """--charge --heartbeat 1 --meter-interval 0: the connector's status follows the
+    session, Heartbeats come on their own, and meter values come only when a TriggerMessage
+    asks for them, for the running transaction."""
+    cp = f"ASKED-{version}"
+    session_status = ["Preparing", "Charging"] if version == "1.6" else ["Occupied"]
+    trigger: dict[str, Any] = {"requestedMessage": "MeterValues"}
+    trigger |= {"connectorId": 1} if version == "1.6" else {"evse": {"id": 1}}
+    stack_settings = settings.model_copy(update={"offline_id_tags": "OWNER"})
+    async with (
+        stack_running(stack_settings) as stack,
+        watching(nc, frames_of(settings, cp)) as frames,
+        simulating(
+            base_url(settings),
+            *("--id", cp, "--ocpp", version, "--charge", "--id-tag", "OWNER"),
+            *("--heartbeat", "1", "--meter-interval", "0"),
+        ) as sim,
+        stack.client() as api,
+    ):
+        transaction = await started_transaction(frames, version)
+        await sim.wait_for_line(f"{cp}: charging on connector 1 with id tag OWNER")
+        await frames.wait_for(lambda _: len(calls(frames, "Heartbeat")) >= 2, WAIT)
+        key = "status" if version == "1.6" else "connectorStatus"
+        statuses = [s[key] for s in calls(frames, "StatusNotification")]
+        assert statuses[-len(session_status) :] == session_status, statuses
+        assert calls(frames, "MeterValues") == []  # none on a schedule: interval 0
+
+        reply = await api.post(
+            f"/api/inject/{cp}", json={"action": "TriggerMessage", "payload": trigger}
+        )
+        assert reply.json() == {"status": "Accepted"}
+        metered = await frames.wait_for(is_frame("MeterValues"), WAIT)
+        values = payload(metered)
+        if version == "1.6":
+            assert (values["connectorId"], values["transactionId"]) == (1, int(transaction))
+        else:
+            assert values["evseId"] == 1
+        (sample,) = values["meterValue"][0]["sampledValue"]
+        assert sample["measurand"] == "Energy.Active.Import.Register"
+        assert await sim.terminate() == 0
+
+
 async def test_the_password_is_sent_as_basic_auth_and_never_printed() -> None:
     """OYE_SIM_PASSWORD authenticates the charger at a CSMS that demands it; a wrong one
     ends the simulator with status 1 and a hint, without retrying forever."""

@@ -42,6 +42,33 @@ POSTGRES_VARIABLES = {"POSTGRES_PASSWORD"}
 CERTS_IN_CONTAINER = "/etc/oye/certs"
 KNOWN = {env_name(field) for field in Settings.model_fields}
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN")
+#: Settings compose and the image fix (so the services find each other and the health
+#: checks find them), not taken from .env: .env.example says so in prose.
+FIXED_BY_COMPOSE = {
+    "NATS_URL",
+    "OYE_NATS_PORT",
+    "OYE_BIND_HOST",
+    "OYE_OCPP_PORT",
+    "OYE_HTTP_PORT",
+    "OYE_METRICS_PORT",
+    "OYE_LOGGER_METRICS_PORT",
+    "OYE_DATA_DIR",
+}
+#: Where each service's code is, and the shared modules every service runs (its main).
+PACKAGES = {
+    "relay": "services/relay/oye_relay",
+    "inject-api": "services/inject-api/oye_api",
+    "logger": "services/logger/oye_logger",
+}
+SHARED_EVERYWHERE = ("shared/oye_shared/bus.py", "shared/oye_shared/service.py")
+#: Settings properties, by the fields they are computed from.
+DERIVED = {
+    "nats_servers": {"nats_url", "nats_port"},
+    "stream_name": {"subject_prefix"},
+    "offline_id_tag_set": {"offline_id_tags"},
+}
+#: Read by a service but rightly not passed to it.
+NOT_PASSED = {"logger": {"relay_id"}}  # only names the logger's NATS connection
 
 
 def services() -> dict[str, Any]:
@@ -136,6 +163,49 @@ def test_env_example_documents_exactly_what_the_compose_file_takes_from_env() ->
         if value is None
     }
     assert set(example_variables()) == taken
+
+
+def settings_read_by(service: str) -> set[str]:
+    """The settings fields a service's code reads (``settings.<name>``, properties
+    resolved to their fields); shared/oye_shared/state.py counts where seed_config is used."""
+    sources = [*(ROOT / PACKAGES[service]).rglob("*.py"), *(ROOT / s for s in SHARED_EVERYWHERE)]
+    texts = [source.read_text() for source in sources]
+    if any("seed_config" in text for text in texts):
+        texts.append((ROOT / "shared/oye_shared/state.py").read_text())
+    read: set[str] = set()
+    for name in {m for text in texts for m in re.findall(r"settings\.([a-z_]+)\b", text)}:
+        if name in Settings.model_fields:
+            read.add(name)
+        elif isinstance(getattr(Settings, name, None), property):
+            assert name in DERIVED, f"Settings.{name}: say which fields it is computed from"
+            read |= DERIVED[name]
+    return read
+
+
+@pytest.mark.parametrize("service", OYE_SERVICES)
+def test_each_service_gets_every_setting_its_code_reads(service: str) -> None:
+    """A setting a service reads is passed to it (from .env or fixed here), or fixed by
+    the compose file and the image: none is silently stuck at its default in compose."""
+    read = settings_read_by(service) - NOT_PASSED.get(service, set())
+    assert read, f"{service}: found no settings read in {PACKAGES[service]}"
+    passed = set(environment(service))
+    missing = {env_name(field) for field in read} - passed - FIXED_BY_COMPOSE
+    assert not missing, f"{service} reads settings compose does not pass: {sorted(missing)}"
+
+
+def test_env_example_documents_every_setting() -> None:
+    """Each setting is an example line of .env.example, or named there among the ones the
+    compose file fixes (and those are taken from .env by no service)."""
+    examples = set(example_variables())
+    for name in sorted(KNOWN):
+        if name in FIXED_BY_COMPOSE:
+            assert name not in examples, f"{name} is fixed by compose, not set in .env"
+            assert re.search(rf"^#.*\b{name}\b", ENV_EXAMPLE, re.M), f"{name} not mentioned"
+        else:
+            assert name in examples, f".env.example does not document {name}"
+    for service in services():
+        taken = {name for name, value in environment(service).items() if value is None}
+        assert not taken & FIXED_BY_COMPOSE, service
 
 
 def test_every_variable_of_env_example_is_a_setting_or_postgres_own() -> None:
