@@ -131,6 +131,7 @@ class NatsServer:
                 return int(listening.group(1))
             if self._process.poll() is not None:
                 stderr = self._process.stderr.read() if self._process.stderr else b""
+                self.stop()
                 raise NatsServerError(
                     f"nats-server exited with {self._process.returncode}: "
                     f"{(text + stderr).decode(errors='replace')[-2000:]}"
@@ -141,15 +142,16 @@ class NatsServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stderr:  # also when it had exited by itself: the pipe is ours to close
             process.stderr.close()
 
     def kill(self) -> None:
