@@ -28,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from oye_shared.http_guard import ConnectionLimits, guarded_http
+
 log = logging.getLogger(__name__)
 
 #: Why the service is not ready, or None when it is.
@@ -96,8 +98,17 @@ class _Server(uvicorn.Server):
 class HealthServer:
     """Serves :func:`health_app` on ``host:port`` while the ``async with`` block runs."""
 
-    def __init__(self, app: Starlette, *, host: str, port: int, name: str) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        *,
+        host: str,
+        port: int,
+        name: str,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.app = app
+        self.limits = limits
         self.host = host
         self.requested_port = port
         self.name = name
@@ -119,6 +130,7 @@ class HealthServer:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,
+            http=guarded_http(self.limits) if self.limits is not None else "auto",
             lifespan="off",
             log_config=None,  # the service's logging applies
             access_log=False,

@@ -86,7 +86,9 @@ class Settings(BaseSettings):
     mask_id_tags: bool = False
 
     # Limits on what one peer may cost the others.
+    #: Per port: chargers, and API and metrics clients (see oye_shared.http_guard).
     max_connections_per_address: Annotated[int, Field(ge=1)] = 100
+    #: A charger's WebSocket handshake; an HTTP client's first request head.
     handshake_timeout: Annotated[float, Field(gt=0)] = 10.0
     #: CALLs per second one charger may send, on average (a burst may reach twice as many).
     charger_call_rate: Annotated[float, Field(gt=0)] = 20.0

@@ -685,6 +685,8 @@ async def test_a_locked_out_address_is_told_in_seconds_when_it_may_retry(
 
 ADMIN_WRONG = "not-the-admin-password-7f3a"
 CHARGER_WRONG = "not-the-charger-password-91c"
+#: Sent to the charger as its new AuthorizationKey by an injected ChangeConfiguration.
+CHARGER_ROTATED = "rotated-over-ocpp-5d0e"
 
 
 def _haystack_of(record: logging.LogRecord) -> str:
@@ -725,9 +727,11 @@ async def test_no_password_or_authorization_value_reaches_logs_nats_or_the_traff
     """A standalone stack checking chargers itself: admin logins (right, wrong, and a
     password in a URL), charger passwords set through the API (chosen and generated),
     a charger connecting with Basic auth and talking, another with a wrong password, a
-    takeover attempt with a wrong one. Every log line at DEBUG, every NATS message on `>`
-    (subject, headers, body) and every stored row is searched for each secret and for each
-    Authorization value that carried one (and their base64)."""
+    takeover attempt with a wrong one, a new AuthorizationKey injected into the charger.
+    Every log line at DEBUG, every NATS message on `>` (subject, headers, body) and every
+    stored row is searched for each secret and for each Authorization value that carried
+    one (and their base64). The one exception: the injection's request to the relay
+    (``oye.inject.*``, core NATS, never stored) carries the payload the owner sent."""
     local = settings.model_copy(update={"charger_auth": "local"})
     seen: list[str] = []
 
@@ -770,6 +774,15 @@ async def test_no_password_or_authorization_value_reaches_logs_nats_or_the_traff
                             await intruder.connect()
                         await intruder.close()
                     await charger.heartbeat()
+                    async with stack.client() as http:
+                        rotated = await http.post(
+                            f"/api/inject/{CP}",
+                            json={
+                                "action": "ChangeConfiguration",
+                                "payload": {"key": "AuthorizationKey", "value": CHARGER_ROTATED},
+                            },
+                        )
+                    assert rotated.json() == {"status": "Accepted"}
                 consumer = (stack.settings.stream_name, ConsumerOptions().durable)
 
                 async def logger_caught_up() -> bool:
@@ -796,6 +809,7 @@ async def test_no_password_or_authorization_value_reaches_logs_nats_or_the_traff
             "the charger password": CHOSEN,
             "a generated charger password": generated_password,
             "a wrong charger password": CHARGER_WRONG,
+            "a password set over OCPP": CHARGER_ROTATED,
         },
         users={
             "the charger password": CP,
@@ -806,8 +820,10 @@ async def test_no_password_or_authorization_value_reaches_logs_nats_or_the_traff
     needles["the takeover's Basic credentials (other id)"] = base64.b64encode(
         f"CP-OTHER:{CHARGER_WRONG}".encode()
     ).decode()
-    # The test's own HTTP client (httpx, httpcore) logs the URLs it was given.
-    records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    # The test's own HTTP client (httpx, httpcore) logs the URLs it was given, and the
+    # simulated charger's ``ocpp`` library every frame it gets: they are the peers that
+    # hold these secrets, not the proxy (whose services never use the ``ocpp`` logger).
+    records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore", "ocpp"))]
     places = {
         "log line": [_haystack_of(r) for r in records],
         "NATS message": seen,
@@ -816,11 +832,12 @@ async def test_no_password_or_authorization_value_reaches_logs_nats_or_the_traff
     assert rows, "the logger stored nothing: nothing was checked"
     assert any("BootNotification" in m for m in seen)
     assert any(".admission_refused" in m for m in seen)  # the refusals were exercised
+    assert any("ChangeConfiguration" in m for m in seen if ".frames." in m)  # published
     leaks = [
         f"{what} in a {place}: {text[:300]!r}"
         for place, texts in places.items()
         for text in texts
         for what, needle in needles.items()
-        if needle in text
+        if needle in text and not (needle == CHARGER_ROTATED and text.startswith("oye.inject."))
     ]
     assert not leaks, "\n".join(leaks)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from oye_api.app import create_app
+from oye_shared.http_guard import ConnectionLimits, guarded_http
 from oye_shared.service import run_service
 from oye_shared.settings import Settings
 
@@ -74,6 +75,8 @@ async def serve(
     sock = _listen(settings.bind_host, settings.http_port)
     config = uvicorn.Config(
         create_app(settings),
+        # Connections per address and the time to send a request head, as for chargers.
+        http=guarded_http(ConnectionLimits.from_settings(settings)),
         log_config=None,  # our logging set-up (or the caller's) applies
         lifespan="on",
         timeout_graceful_shutdown=SHUTDOWN_DEADLINE,

@@ -29,6 +29,7 @@ from oye_logger.retention import Retention, RetentionPolicy
 from oye_logger.store import Store, StoreError, StoreSetupError, open_store
 from oye_shared import bus
 from oye_shared.health import HealthServer, HealthServerError, health_app
+from oye_shared.http_guard import ConnectionLimits
 from oye_shared.service import run_service
 from oye_shared.settings import Settings
 from oye_shared.subjects import Subjects
@@ -103,6 +104,7 @@ async def run(
             host=settings.bind_host,
             port=settings.logger_metrics_port,
             name="logger",
+            limits=ConnectionLimits.from_settings(settings),
         )
         await resources.enter_async_context(health)
         if metrics_port is not None and health.port is not None:

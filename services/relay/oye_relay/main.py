@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 
+from oye_relay.masking import url_without_password
 from oye_relay.offline_queue import ReplayStore
 from oye_relay.publisher import Publisher
 from oye_relay.server import Relay
@@ -19,6 +20,7 @@ from oye_relay.tls import ChargerTLSError, url_scheme
 from oye_shared import bus
 from oye_shared.charger_auth import CHARGER_AUTH_BUCKET
 from oye_shared.health import HealthServer, HealthServerError, health_app
+from oye_shared.http_guard import ConnectionLimits
 from oye_shared.kv import bucket_config, open_bucket, open_state_buckets
 from oye_shared.limits import LIMITS_BUCKET
 from oye_shared.service import run_service
@@ -78,6 +80,7 @@ async def run(
         host=settings.bind_host,
         port=settings.metrics_port,
         name="relay",
+        limits=ConnectionLimits.from_settings(settings),
     )
     await health.start()
     if metrics_port is not None and health.port is not None:
@@ -95,7 +98,7 @@ async def run(
                 url_scheme(settings),
                 settings.bind_host,
                 settings.ocpp_port,
-                settings.upstream_url or "none (standalone)",
+                url_without_password(settings.upstream_url or "none (standalone)"),
             )
             # What exists now lives as long as the process: keep the collector off it, so a
             # charger storm's collections only walk the sessions (docs/PERFORMANCE.md).

@@ -84,6 +84,7 @@ class ChargerSession:
     # otherwise make a dictionary of its own, ~1.7 KiB).
     __slots__ = (
         "_auto_starts",
+        "_cut_off",
         "_state_changed",
         "_upstream_ready",
         "authorization",
@@ -152,6 +153,8 @@ class ChargerSession:
         self.charger = charger
         self.charge_point_id = charge_point_id
         self.call_rate = call_rate
+        #: Flooded for too long: closing with 1008; what it still sends is read and dropped.
+        self._cut_off = False
         self.tap = tap
         self.upstream = upstream
         self.upstream_options = upstream_options
@@ -306,6 +309,8 @@ class ChargerSession:
     async def _pump_charger(self) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for message in self.charger:
+                if self._cut_off:
+                    continue  # read on: the charger's close frame is behind its flood
                 parsed = inspect(message)
                 if isinstance(parsed, Frame):
                     if parsed.is_call and not await self._within_rate(parsed, message):
@@ -343,13 +348,19 @@ class ChargerSession:
         )
         self.tap.frame(Direction.PROXY_RESPONSE, refusal, parse_frame(refusal), action=frame.action)
         await self.charger.send(refusal)
+        # A flood arrives faster than it is refused, so this pump would never wait for a
+        # frame and keep the loop to itself: let the other chargers' work run in between.
+        await asyncio.sleep(0)
         if rate.persists(now):
             log.warning(
                 "%r: still flooding after %gs; disconnecting",
                 self.charge_point_id,
                 rate.disconnect_after,
             )
-            await self.charger.close(1008, "too many calls")
+            self._cut_off = True
+            # Not awaited here: the closing handshake needs this pump to read on (with its
+            # queue full, websockets stops reading, and the close would wait for its timeout).
+            self._track(self.charger.close(1008, "too many calls"))
         return False
 
     async def _handled_here(self, frame: Frame, message: str | bytes) -> bool:

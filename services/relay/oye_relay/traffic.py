@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oye_relay.calls import PendingCalls
-from oye_relay.masking import masked_frame
+from oye_relay.masking import masked_frame, may_hold_secret
 from oye_relay.metrics import RelayMetrics
 from oye_relay.publisher import Publisher
 from oye_relay.wire import HEADER_START, header_line, hpub
@@ -46,7 +46,8 @@ class TrafficTap:
     session_id: str
     subprotocol: str = ""
     metrics: RelayMetrics | None = None
-    #: OYE_MASK_ID_TAGS: publish id tags masked (the peers get them unchanged).
+    #: OYE_MASK_ID_TAGS: publish id tags masked, as passwords always are (the peers get
+    #: them unchanged).
     mask_id_tags: bool = False
     #: Per direction, made on first use: the subject and the header lines that stay the
     #: same for the whole session (every frame used to rebuild them).
@@ -95,8 +96,9 @@ class TrafficTap:
         else:
             body = message
             lines.append(_BINARY_LINE)
-        if self.mask_id_tags and isinstance(parsed, Frame):
-            body = masked_frame(parsed, body.decode()).encode()
+        if isinstance(parsed, Frame) and (self.mask_id_tags or may_hold_secret(body)):
+            # Only the published copy: the peer gets ``message`` as it was sent.
+            body = masked_frame(parsed, body.decode(), id_tags=self.mask_id_tags).encode()
         lines.append("\r\n")
         self.publisher.publish_command(hpub(subject, "".join(lines).encode(), body))
         if self.metrics is not None:
