@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -26,10 +27,12 @@ class CountingHasher(PasswordHasher):
         return super().verify(hash, password)
 
 
-async def test_a_verified_password_costs_one_hash_and_a_change_forgets_it(nc: Client) -> None:
+async def test_a_verified_password_costs_one_hash_and_a_change_forgets_it(
+    nc: Client, tmp_path: Path
+) -> None:
     hasher = CountingHasher()
     users = UserStore(await open_bucket(nc.jetstream(), bucket_config("oye", "users")), hasher)
-    await ensure_admin(users, "first-password-long")
+    await ensure_admin(users, "first-password-long", data_dir=tmp_path)
     assert await users.verify("admin", "first-password-long")
     assert await users.verify("admin", "first-password-long")
     assert hasher.verified == 1  # the second time came from memory

@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
                     "first start: config seeded with targetCsmsUrl %s (OYE_UPSTREAM_URL)",
                     settings.upstream_url or "null (standalone)",
                 )
-            await ensure_admin(state.users, settings.admin_password)
+            await ensure_admin(state.users, settings.admin_password, data_dir=settings.data_dir)
             followers += [
                 asyncio.create_task(state.users.follow(), name="users"),
                 asyncio.create_task(state.throttle.follow(), name="login failures"),

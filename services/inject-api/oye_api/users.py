@@ -11,8 +11,10 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
+from pathlib import Path
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -170,25 +172,58 @@ class UserStore:
         return True
 
 
-async def ensure_admin(users: UserStore, admin_password: str | None) -> None:
-    """On first start (no user at all) create ``admin``; a random password is logged once."""
+#: Where a generated admin password is left for the owner (in ``OYE_DATA_DIR``).
+ADMIN_PASSWORD_FILE = "admin-password"
+
+
+async def ensure_admin(users: UserStore, admin_password: str | None, *, data_dir: Path) -> None:
+    """On first start (no user at all) create ``admin``.
+
+    Without ``OYE_ADMIN_PASSWORD`` the password is random and written to a file only its
+    owner may read: never to the log, where secrets must not go (and logs get shipped).
+    """
     if await users.any_user():
         return
-    password = admin_password or secrets.token_urlsafe(18)
-    if not await users.create(ADMIN, password):
-        return  # another API instance created it at the same moment
     if admin_password:
-        log.info("created user %r with the password from OYE_ADMIN_PASSWORD", ADMIN)
-        if len(admin_password) < MIN_PASSWORD_LENGTH:
-            log.warning(
-                "OYE_ADMIN_PASSWORD is shorter than %d characters; change it with "
-                "POST /api/change-password",
-                MIN_PASSWORD_LENGTH,
-            )
-    else:
-        log.warning(
-            "created user %r with the random password %s (shown only this once; "
-            "set your own with POST /api/change-password)",
-            ADMIN,
-            password,
-        )
+        if await users.create(ADMIN, admin_password):
+            log.info("created user %r with the password from OYE_ADMIN_PASSWORD", ADMIN)
+            if len(admin_password) < MIN_PASSWORD_LENGTH:
+                log.warning(
+                    "OYE_ADMIN_PASSWORD is shorter than %d characters; change it with "
+                    "POST /api/change-password",
+                    MIN_PASSWORD_LENGTH,
+                )
+        return
+    password = secrets.token_urlsafe(18)
+    # Written before the user exists: a password nobody can read would lock the owner out.
+    draft = data_dir / f".{ADMIN_PASSWORD_FILE}.{os.getpid()}"
+    _write_private(draft, password)
+    if not await users.create(ADMIN, password):
+        draft.unlink(missing_ok=True)  # another API instance created it at the same moment
+        return
+    path = draft.replace(data_dir / ADMIN_PASSWORD_FILE)
+    log.warning(
+        "created user %r with a random password, written to %s (readable by its owner only); "
+        "set your own with POST /api/change-password, then delete the file",
+        ADMIN,
+        path.resolve(),
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new file only this user can read."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # a file left by an earlier run keeps its own mode
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text + "\n")
+    except OSError as exc:
+        raise AdminPasswordError(
+            f"cannot write the generated admin password to {path} ({exc}); "
+            "set OYE_ADMIN_PASSWORD or make OYE_DATA_DIR writable"
+        ) from exc
+
+
+class AdminPasswordError(RuntimeError):
+    """The first start could not leave the generated admin password anywhere readable."""
