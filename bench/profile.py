@@ -110,6 +110,9 @@ RELAY_AREAS = (
         "websockets: send (and the socket write)",
         ("websockets/asyncio/connection.py:Connection.send", "oye_relay/sending.py"),
     ),
+    # The session handles most frames inside the read callback (oye_relay/flow.py):
+    # that is its own time, not websockets'.
+    ("session bookkeeping (relay code)", ("oye_relay/flow.py",)),
     (
         "websockets: receive (socket read, frame parsing)",
         ("_read_ready", "Connection.recv", "Connection.__aiter__", "Assembler.get"),

@@ -343,7 +343,8 @@ async def test_a_conflicting_configuration_is_refused_and_backends_show_per_char
             ids.append(f"CP-K{next(counter)}")
             async with SimulatedCharger(stack.relay.url(ids[-1]), ids[-1]) as charger:
                 await charger.boot()
-            return ids[-1] in secondary.chargers
+            # Any of them: the link may reach the backend only after the charger left.
+            return any(cp in secondary.chargers for cp in ids)
 
         await eventually(connects_to_ha)
         async with SimulatedCharger(stack.relay.url("CP-K"), "CP-K") as charger:

@@ -345,3 +345,34 @@ async def test_a_charger_that_connects_to_another_relay_leaves_the_first_one(
             assert json.loads(await second.recv()) == [3, "1", {}]
     body = event_body(replaced)
     assert (body["relay"], body["byRelay"]) == (settings.relay_id, "relay-other")
+
+
+async def test_frames_behind_a_refused_call_keep_their_order(settings: Settings) -> None:
+    """A CALL over the rate is answered by the relay (it waits for that send); the frames
+    after it wait behind it, and reach the CSMS in the charger's order."""
+    slow = settings.model_copy(update={"charger_call_rate": 0.5, "flood_disconnect_after": 60.0})
+    sent: list[str | bytes] = [
+        '[2,"a","Heartbeat",{}]',  # the one token of the burst
+        '[2,"b","Heartbeat",{}]',  # refused
+        '[3,"r1",{}]',  # answers are never limited
+        b'[3,"r2",{}]',
+        '[2,"c","Heartbeat",{}]',  # refused
+        '[3,"r3",{}]',
+    ]
+    async with (
+        RawCsms() as csms,
+        relay_running(upstream_to(slow, csms)) as relay,
+        connect(relay.url("CP-ORDER"), subprotocols=["ocpp1.6"]) as charger,  # type: ignore[list-item]
+    ):
+        for message in sent:
+            await charger.send(message)
+        answers = [json.loads(await charger.recv()) for _ in range(3)]
+        assert {answer[1] for answer in answers} == {"a", "b", "c"}
+        # Refused: b surely; c too, unless the machine took 2 s to send it (a new token).
+        refused = {answer[1] for answer in answers if answer[0] == 4}
+        assert "a" not in refused
+        assert "b" in refused
+        forwarded = [m for m in sent if json.loads(m)[1] not in refused]
+        connected = await csms.wait_connection("CP-ORDER")
+        received = await csms.wait_received(connected, len(forwarded))
+    assert received == forwarded

@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from oye_relay import sending
+from tests.support.links import linked
 from tests.support.relay import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@asynccontextmanager
-async def linked() -> AsyncIterator[tuple[ServerConnection, ClientConnection]]:
-    """A server-side and a client-side connection of one real WebSocket, with small
-    kernel buffers (loopback would otherwise take many megabytes before pushing back)."""
-    accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
-    closed = asyncio.Event()
-
-    async def handler(connection: ServerConnection) -> None:
-        await accepted.put(connection)
-        await closed.wait()
-
-    async with serve(handler, "127.0.0.1", 0, max_size=None, compression=None) as server:
-        port = server.sockets[0].getsockname()[1]
-        sock = socket.socket()
-        # Before connect, so the window it advertises stays small.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        async with connect(
-            f"ws://127.0.0.1:{port}", sock=sock, max_size=None, compression=None
-        ) as client:
-            connection = await accepted.get()
-            connection.transport.get_extra_info("socket").setsockopt(
-                socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
-            )
-            yield connection, client
-            closed.set()
 
 
 async def test_text_stays_text_and_bytes_stay_binary() -> None:

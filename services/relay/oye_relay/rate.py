@@ -32,15 +32,22 @@ class CallRate:
 
     def allow(self, now: float) -> bool:
         """Whether a CALL arriving at ``now`` (monotonic seconds) is within the rate."""
+        if self.take(now):
+            return True
+        if self.flooding_since is None or now - self._last_refused > CALM:
+            self.flooding_since = now
+        self._last_refused = now
+        return False
+
+    def take(self, now: float) -> bool:
+        """Like :meth:`allow`, but a CALL over the rate is not counted as refused yet
+        (the session then refuses it with :meth:`allow`, where it can wait)."""
         if self._last:
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             return True
-        if self.flooding_since is None or now - self._last_refused > CALM:
-            self.flooding_since = now
-        self._last_refused = now
         return False
 
     def persists(self, now: float) -> bool:

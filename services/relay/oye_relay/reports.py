@@ -33,6 +33,10 @@ class FollowUps:
     def __init__(self) -> None:
         self._active: dict[tuple[str, int], ReportCollector] = {}
 
+    def __bool__(self) -> bool:
+        """Whether any injected request waits for reports (nearly never)."""
+        return bool(self._active)
+
     def expect(self, report_action: str, request_id: int, deadline: float) -> ReportCollector:
         collector = ReportCollector(report_action, request_id, deadline)
         self._active[(report_action, request_id)] = collector

@@ -3,7 +3,8 @@
 ``Connection.send`` enters an async context manager for every message (state checks,
 close deadlines, a drain): about half of what a forwarded frame costs to send. While a
 connection is open and nothing waits in its write buffer, none of that is needed:
-:func:`send` writes the frame at once, the way websockets' own ``broadcast`` does.
+:func:`send` writes the frame at once, the way websockets' own ``broadcast`` does
+(:func:`write`, which the relay's read callbacks also use while :func:`writable`).
 Otherwise (closing, closed, a slow peer) it falls back to ``Connection.send``, which
 waits for the buffer to drain and raises ``ConnectionClosed`` exactly as before, so
 backpressure and the close semantics are unchanged.
@@ -15,15 +16,26 @@ from websockets.asyncio.connection import Connection
 from websockets.protocol import State
 
 
+def writable(connection: Connection) -> bool:
+    """Whether a message may be written at once: the connection is open and its write
+    buffer under the high-water mark (websockets' ``send`` would not wait either)."""
+    return connection.protocol.state is State.OPEN and not connection.paused
+
+
+def write(connection: Connection, message: str | bytes) -> None:
+    """Write one text (``str``) or binary (``bytes``) message now (only when open)."""
+    # The relay never sends fragmented messages, so no other send can be half-way through.
+    if isinstance(message, str):
+        connection.protocol.send_text(message.encode())
+    else:
+        connection.protocol.send_binary(message)
+    # The transport reports socket errors through connection_lost, as for send().
+    connection.send_data()
+
+
 async def send(connection: Connection, message: str | bytes) -> None:
     """Send one text (``str``) or binary (``bytes``) message."""
-    # The relay never sends fragmented messages, so no other send can be half-way through.
     if connection.protocol.state is State.OPEN and not connection.transport.get_write_buffer_size():
-        if isinstance(message, str):
-            connection.protocol.send_text(message.encode())
-        else:
-            connection.protocol.send_binary(message)
-        # The transport reports socket errors through connection_lost, as for send().
-        connection.send_data()
+        write(connection, message)
         return
     await connection.send(message)

@@ -18,7 +18,6 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
-from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
@@ -35,6 +34,7 @@ from oye_relay.admission import (
 from oye_relay.authorization import OfflineAuthorization
 from oye_relay.connections import forget_handshake
 from oye_relay.fleet import FleetState
+from oye_relay.frame_sink import RelayClientConnection, RelayServerConnection
 from oye_relay.gatekeeper import Gatekeeper
 from oye_relay.keepalive import Keepalive
 from oye_relay.live_config import LiveConfig
@@ -78,7 +78,7 @@ class Handshake:
     authorization: str | None
     user_agent: str | None
     upstream_options: UpstreamOptions | None = None
-    upstream: ClientConnection | None = None
+    upstream: RelayClientConnection | None = None
     #: What an earlier connection left for the CSMS (offline replay), read meanwhile.
     backlog: Backlog | None = None
     transaction_map: TransactionMap | None = None
@@ -179,6 +179,8 @@ class Relay:
             # A charger storm after a power cut: the default 100 made the kernel drop
             # connection attempts (docs/PERFORMANCE.md); chargers then wait out a backoff.
             backlog=4096,
+            # Hands a session's frames over as they are read (frame_sink.py).
+            create_connection=RelayServerConnection,
         )
 
     # The handshake, in the order websockets calls us.
@@ -379,6 +381,7 @@ class Relay:
             closing.add_done_callback(self._closing.discard)
 
     async def _relay(self, charger: ServerConnection, handshake: Handshake) -> None:
+        assert isinstance(charger, RelayServerConnection)  # serve(create_connection=...)
         cp = handshake.charge_point_id
         session_id = uuid.uuid4().hex
         remote = _remote_address(charger)

@@ -1,8 +1,11 @@
-"""One charger connection: two pumps, supervised, and the upstream leg kept alive.
+"""One charger connection: its two directions, and the upstream leg kept alive.
 
-The charger pump carries charger -> CSMS; the upstream loop (re)connects the CSMS and
-carries CSMS -> charger. The session ends when the charger's socket ends; the upstream
-is then closed with the matching code. A CSMS that closes deliberately closes the charger
+Each direction is a :class:`~oye_relay.flow.Flow`: a frame is handled in the read
+callback that parsed it when nothing on its way needs waiting (``_from_charger_now``,
+``_from_upstream_now``), else in order by a task (``_from_charger``, ``_from_upstream``:
+what the pumps did before). The upstream loop (re)connects the CSMS. The session ends
+when the charger's socket ends and its last frames are through; the upstream is then
+closed with the matching code. A CSMS that closes deliberately closes the charger
 the same way; a CSMS that drops is reconnected with backoff while the charger stays.
 """
 
@@ -13,19 +16,22 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from nats.aio.client import Client
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.protocol import State
+from websockets.typing import Data
 
 from oye_relay import sending
 from oye_relay.authorization import OfflineAuthorization
 from oye_relay.auto_charge import remote_start_for
 from oye_relay.backend_set import BackendSet
 from oye_relay.calls import PendingCalls
+from oye_relay.flow import Flow
+from oye_relay.frame_sink import FrameSink, RelayClientConnection, RelayServerConnection
 from oye_relay.inject_endpoint import InjectEndpoint
 from oye_relay.injection import Injector
 from oye_relay.lane import CallLane, LaneCall, Origin, Reply
@@ -121,10 +127,10 @@ class ChargerSession:
     def __init__(
         self,
         *,
-        charger: ServerConnection,
+        charger: RelayServerConnection,
         charge_point_id: str,
         tap: TrafficTap,
-        upstream: ClientConnection | None,
+        upstream: RelayClientConnection | None,
         upstream_options: UpstreamOptions | None,
         current_upstream_options: Callable[[], UpstreamOptions | None],
         offered_subprotocols: Sequence[str],
@@ -267,7 +273,7 @@ class ChargerSession:
         link_tasks = self.backends.start()
         self._track(self.limits.after_connect())
         try:
-            await self._pump_charger()
+            await self._relay_charger()
         finally:
             self.ended = True
             try:
@@ -306,35 +312,94 @@ class ChargerSession:
             self._upstream_ready.set()  # wakes whoever waits; the next waiter makes another
             self._upstream_ready = None
 
-    async def _pump_charger(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for message in self.charger:
-                if self._cut_off:
-                    continue  # read on: the charger's close frame is behind its flood
-                parsed = inspect(message)
-                if isinstance(parsed, Frame):
-                    if parsed.is_call and not await self._within_rate(parsed, message):
-                        continue
-                    if parsed.is_call:
-                        self.limits.charger_called(parsed.action)
-                    if self.tracker.from_charger(parsed):
-                        self._state_changed(self.tracker.state)
-                    if parsed.is_reply and self.backends.rewrites_ids:
-                        # Without secondaries the reply passes as it came (binary stays binary).
-                        routed = self.backends.route_reply(parsed, _text(message))
-                        if routed is None:
-                            continue  # a secondary's: gone to it
-                        message, parsed = routed
-                    if await self._handled_here(parsed, message):
-                        continue
-                    self.backends.charger_sent(message, parsed)
-                action = track(parsed, self.charger_calls, self.csms_calls)
-                self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
-                await self._send_upstream(message, parsed)
-                if isinstance(parsed, Frame) and parsed.is_reply:
-                    self.limits.charger_replied(parsed)
-                if self.upstream is None and isinstance(parsed, Frame):
-                    self._start_automatically(parsed)
+    async def _relay_charger(self) -> None:
+        """Relay charger -> CSMS until the charger's socket ends and its frames are through."""
+        flow = Flow(
+            self.charger,
+            now=self._from_charger_now,
+            later=self._from_charger,
+            destination=lambda: self.upstream,
+            on_error=partial(self._close_failed, self.charger),
+            name=f"charger {self.charge_point_id!r}",
+        )
+        flow.start()
+        try:
+            await self.charger.wait_closed()
+            await flow.drained()
+        finally:
+            flow.stop()
+
+    def _from_charger_now(self, message: Data) -> bool:
+        """Forward a charger frame at once when nothing on its way waits (nearly always);
+        False, with nothing changed, when it must go through :meth:`_from_charger`."""
+        if self._cut_off:
+            return True  # dropped: the charger's close frame is behind its flood
+        upstream = self.upstream
+        if upstream is None or not sending.writable(upstream):
+            return False
+        parsed = inspect(message)
+        if isinstance(parsed, Frame):
+            if parsed.is_call and (
+                self.replayer.active or self.follow_ups or not self._rate_takes()
+            ):
+                return False  # refused, answered here or kept for the replay: may wait
+            taken = self._charger_frame(parsed, message)
+            if taken is None:
+                return True
+            parsed, message = taken
+            self.backends.charger_sent(message, parsed)
+        action = track(parsed, self.charger_calls, self.csms_calls)
+        self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
+        sending.write(upstream, self._towards_csms(message, parsed))
+        if isinstance(parsed, Frame) and parsed.is_reply:
+            self.limits.charger_replied(parsed)
+        return True
+
+    async def _from_charger(self, message: Data) -> None:
+        """A charger frame, whatever it needs waited for."""
+        if self._cut_off:
+            return  # dropped: the charger's close frame is behind its flood
+        parsed = inspect(message)
+        if isinstance(parsed, Frame):
+            if parsed.is_call and not await self._within_rate(parsed, message):
+                return
+            taken = self._charger_frame(parsed, message)
+            if taken is None:
+                return
+            parsed, message = taken
+            if await self._follow_up_here(parsed, message):
+                return
+            self.backends.charger_sent(message, parsed)
+        action = track(parsed, self.charger_calls, self.csms_calls)
+        self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
+        await self._send_upstream(message, parsed)
+        if isinstance(parsed, Frame) and parsed.is_reply:
+            self.limits.charger_replied(parsed)
+        if self.upstream is None and isinstance(parsed, Frame):
+            self._start_automatically(parsed)
+
+    def _charger_frame(self, frame: Frame, message: Data) -> tuple[Frame, Data] | None:
+        """What every charger frame goes through first: the bookkeeping, and the answers
+        that stop here. The frame to go on with (a reply may get its backend's id back)."""
+        if frame.is_call:
+            self.limits.charger_called(frame.action)
+        if self.tracker.from_charger(frame):
+            self._state_changed(self.tracker.state)
+        if frame.is_reply:
+            if self.backends.rewrites_ids:
+                # Without secondaries the reply passes as it came (binary stays binary).
+                routed = self.backends.route_reply(frame, _text(message))
+                if routed is None:
+                    return None  # a secondary's: gone to it
+                message, frame = routed
+            if self._reply_handled_here(frame, message):
+                return None
+        return frame, message
+
+    def _rate_takes(self) -> bool:
+        """A CALL within the charger's rate (one over it is refused by _within_rate)."""
+        rate = self.call_rate
+        return rate is None or rate.take(asyncio.get_running_loop().time())
 
     async def _within_rate(self, frame: Frame, message: str | bytes) -> bool:
         """A CALL over the charger's rate is refused here (and a lasting flood ends it)."""
@@ -363,37 +428,40 @@ class ChargerSession:
             self._track(self.charger.close(1008, "too many calls"))
         return False
 
-    async def _handled_here(self, frame: Frame, message: str | bytes) -> bool:
-        """Route what the CSMS must not see; True when the frame stops here."""
-        if frame.is_reply:
-            call = self.lane.matches(frame.message_id)
-            if self.injector.is_injected(frame.message_id):
-                action = self.injector.recent.get(frame.message_id)
-                self.tap.frame(Direction.INJECTION_RESPONSE, message, frame, action=action)
-                if call is None:
-                    log.info(
-                        "%r: late answer to injected %s %s swallowed",
-                        self.charge_point_id,
-                        action,
-                        frame.message_id,
-                    )
-                else:
-                    call.settle(Reply(frame, _text(message)))
-                return True
-            if call is not None:
-                call.settle(Reply(frame, _text(message)))  # the CSMS's call, answered
-            return False
-        if frame.is_call and frame.action is not None:
-            now = asyncio.get_running_loop().time()
-            collector = self.follow_ups.claim(frame.action, frame.payload, now)
-            if collector is not None:
-                collector.add(frame.payload)
-                if collector.complete.is_set():
-                    self.follow_ups.forget(collector)
-                self.tap.frame(Direction.INJECTION_RESPONSE, message, frame)
-                await self._answer_here(frame)
-                return True
+    def _reply_handled_here(self, frame: Frame, message: Data) -> bool:
+        """Settle the lane call a reply answers; True when the CSMS must not see it."""
+        call = self.lane.matches(frame.message_id)
+        if self.injector.is_injected(frame.message_id):
+            action = self.injector.recent.get(frame.message_id)
+            self.tap.frame(Direction.INJECTION_RESPONSE, message, frame, action=action)
+            if call is None:
+                log.info(
+                    "%r: late answer to injected %s %s swallowed",
+                    self.charge_point_id,
+                    action,
+                    frame.message_id,
+                )
+            else:
+                call.settle(Reply(frame, _text(message)))
+            return True
+        if call is not None:
+            call.settle(Reply(frame, _text(message)))  # the CSMS's call, answered
         return False
+
+    async def _follow_up_here(self, frame: Frame, message: Data) -> bool:
+        """Answer a report an injected request asked for (the CSMS never did); True then."""
+        if not frame.is_call or frame.action is None or not self.follow_ups:
+            return False
+        now = asyncio.get_running_loop().time()
+        collector = self.follow_ups.claim(frame.action, frame.payload, now)
+        if collector is None:
+            return False
+        collector.add(frame.payload)
+        if collector.complete.is_set():
+            self.follow_ups.forget(collector)
+        self.tap.frame(Direction.INJECTION_RESPONSE, message, frame)
+        await self._answer_here(frame)
+        return True
 
     def _start_automatically(self, frame: Frame) -> None:
         """CSMS unavailable and automatic charging on: start a connector that is ready."""
@@ -455,16 +523,20 @@ class ChargerSession:
         upstream = self.upstream
         is_call = isinstance(parsed, Frame) and parsed.is_call
         if upstream is not None and not (self.replayer.active and is_call):
-            if self.transaction_map and isinstance(parsed, Frame):
-                message = self.transaction_map.towards_csms(parsed, _text(message))
             try:
-                await sending.send(upstream, message)
+                await sending.send(upstream, self._towards_csms(message, parsed))
                 return
             except ConnectionClosed:
                 log.warning("%r: CSMS dropped while forwarding a frame", self.charge_point_id)
         # No CSMS (standalone, unreachable now, or still catching up): answer in its place.
         if isinstance(parsed, Frame) and parsed.is_call:
             await self._answer_here(parsed, keep=message)
+
+    def _towards_csms(self, message: Data, parsed: Frame | FrameError) -> Data:
+        """The frame with the CSMS's own 1.6 transaction ids (learned in a replay)."""
+        if self.transaction_map and isinstance(parsed, Frame):
+            return self.transaction_map.towards_csms(parsed, _text(message))
+        return message
 
     async def _keep_upstream(self) -> None:
         """Pump CSMS -> charger; reconnect a dropped CSMS while the charger stays."""
@@ -554,27 +626,74 @@ class ChargerSession:
                 return True
             await asyncio.sleep(backoff.next_delay())
 
-    async def _pump_upstream(self, upstream: ClientConnection) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for message in upstream:
-                parsed = inspect(message)
-                if isinstance(parsed, Frame) and self.replayer.take_answer(parsed, message):
-                    continue
-                action = track(parsed, self.csms_calls, self.charger_calls)
-                self.tap.frame(Direction.DOWNSTREAM, message, parsed, action=action)
-                if isinstance(parsed, Frame) and self.tracker.to_charger(parsed):
-                    self._state_changed(self.tracker.state)
-                if isinstance(parsed, Frame) and parsed.is_call and parsed.action is not None:
-                    self.limits.csms_called(parsed)
-                    if self.transaction_map:
-                        message = self.transaction_map.towards_charger(parsed, _text(message))
-                    await self.backends.primary_called(upstream, parsed, message)
-                    continue
-                if isinstance(parsed, Frame):
-                    self.backends.charger_answered(parsed)
-                await sending.send(self.charger, message)
-                if isinstance(parsed, Frame) and is_accepted_boot(action, parsed):
-                    self.limits.boot_accepted(by_proxy=False, csms_configured=True)
+    async def _pump_upstream(self, upstream: RelayClientConnection) -> None:
+        """Relay CSMS -> charger until this upstream's socket ends and its frames are through."""
+        flow = Flow(
+            upstream,
+            now=self._from_upstream_now,
+            later=partial(self._from_upstream, upstream),
+            destination=lambda: self.charger,
+            on_error=partial(self._close_failed, upstream),
+            name=f"CSMS {self.charge_point_id!r}",
+        )
+        flow.start()
+        try:
+            await upstream.wait_closed()
+            await flow.drained()
+        finally:
+            flow.stop()
+
+    def _from_upstream_now(self, message: Data) -> bool:
+        """Forward a CSMS frame at once when nothing on its way waits (nearly always);
+        False, with nothing changed, when it must go through :meth:`_from_upstream`."""
+        charger = self.charger
+        if not sending.writable(charger):
+            return False
+        parsed = inspect(message)
+        if isinstance(parsed, Frame):
+            if parsed.is_call and parsed.action is not None:
+                return False  # the lane towards the charger may have to wait
+            if self.replayer.take_answer(parsed, message):
+                return True
+        action = self._to_charger(message, parsed)
+        if isinstance(parsed, Frame):
+            self.backends.charger_answered(parsed)
+        sending.write(charger, message)
+        if isinstance(parsed, Frame) and is_accepted_boot(action, parsed):
+            self.limits.boot_accepted(by_proxy=False, csms_configured=True)
+        return True
+
+    async def _from_upstream(self, upstream: RelayClientConnection, message: Data) -> None:
+        """A CSMS frame, whatever it needs waited for."""
+        parsed = inspect(message)
+        if isinstance(parsed, Frame) and self.replayer.take_answer(parsed, message):
+            return
+        action = self._to_charger(message, parsed)
+        if isinstance(parsed, Frame) and parsed.is_call and parsed.action is not None:
+            self.limits.csms_called(parsed)
+            if self.transaction_map:
+                message = self.transaction_map.towards_charger(parsed, _text(message))
+            await self.backends.primary_called(upstream, parsed, message)
+            return
+        if isinstance(parsed, Frame):
+            self.backends.charger_answered(parsed)
+        await sending.send(self.charger, message)
+        if isinstance(parsed, Frame) and is_accepted_boot(action, parsed):
+            self.limits.boot_accepted(by_proxy=False, csms_configured=True)
+
+    def _to_charger(self, message: Data, parsed: Frame | FrameError) -> str | None:
+        """A CSMS frame on its way to the charger: tracked and published. The action of
+        the CALL it answers, if it is a reply."""
+        action = track(parsed, self.csms_calls, self.charger_calls)
+        self.tap.frame(Direction.DOWNSTREAM, message, parsed, action=action)
+        if isinstance(parsed, Frame) and self.tracker.to_charger(parsed):
+            self._state_changed(self.tracker.state)
+        return action
+
+    def _close_failed(self, connection: FrameSink) -> None:
+        """A frame met a bug of the relay's: close that leg as websockets closes the
+        connection of a handler that raised (the error is logged)."""
+        self._track(connection.close(CloseCode.INTERNAL_ERROR))
 
     # The lane towards the charger, shared by every backend (see backend_set.py).
 

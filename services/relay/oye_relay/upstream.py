@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from oye_relay.connections import forget_handshake
+from oye_relay.frame_sink import RelayClientConnection
 from oye_relay.keepalive import Keepalive
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ async def open_upstream(
     subprotocols: Sequence[str],
     authorization: str | None,
     user_agent: str | None,
-) -> ClientConnection:
+) -> RelayClientConnection:
     """Open the upstream leg, or raise :class:`UpstreamRefused` / :class:`UpstreamUnreachable`."""
     headers = {"Authorization": authorization} if authorization else None
     try:
@@ -100,12 +101,14 @@ async def open_upstream(
             max_size=options.max_size,
             max_queue=64,
             proxy=None,
+            create_connection=RelayClientConnection,
         )
     except InvalidStatus as exc:
         raise UpstreamRefused(exc) from exc
     except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
         raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
     forget_handshake(upstream)
+    assert isinstance(upstream, RelayClientConnection)
     options.keepalive.watch(upstream)
     return upstream
 

@@ -1,0 +1,154 @@
+"""WebSocket connections that hand each complete message to a callback as it is parsed.
+
+websockets puts every received frame in its ``Assembler`` and wakes the task waiting in
+``recv()``: a task wake-up per frame and direction, most of what receiving a frame costs
+the relay. Once a sink is attached (:meth:`FrameSink.attach`), a complete text or binary
+message goes straight to it from ``data_received`` instead, in the order of the wire:
+fragments are joined here (``max_size`` is enforced by the protocol, as before), text is
+decoded and invalid UTF-8 fails the connection with 1007, as ``recv()`` would. Control
+frames keep websockets' handling, and so does everything before ``attach`` (the
+handshake, and ``recv()`` for connections that never attach one).
+
+Connections also tell one listener when their write buffer has drained
+(:meth:`FrameSink.notify_writable`), so a relay that stopped reading one peer because
+the other was not keeping up can read on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NoReturn
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.connection import Connection
+from websockets.asyncio.messages import MAX_FRAGMENTS, Assembler
+from websockets.asyncio.server import ServerConnection
+from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame
+from websockets.protocol import Event
+from websockets.typing import Data
+
+Sink = Callable[[Data], None]
+
+
+def _ignore(message: Data) -> None:
+    """The sink of a connection that failed: nothing more is delivered."""
+
+
+class _Detached(Assembler):
+    """In place of a connection's Assembler once a sink takes its messages (an Assembler
+    with its queue costs 1.3 KiB): ``recv()`` then ends as on a closed connection."""
+
+    def __init__(self) -> None:  # no queue: nothing is ever put in it
+        self.closed = True
+        self.get_in_progress = False
+
+    async def get(self, decode: bool | None = None) -> NoReturn:
+        raise EOFError("the messages go to a sink")
+
+    def get_iter(self, decode: bool | None = None) -> NoReturn:
+        raise EOFError("the messages go to a sink")
+
+
+#: One for every connection with a sink (it holds nothing).
+DETACHED = _Detached()
+
+
+class FrameSink(Connection):
+    """Mixed into websockets' connections (below); the defaults live on the class, so a
+    connection that never attaches a sink costs nothing more."""
+
+    _sink: Sink | None = None
+    #: The frames of a fragmented message received so far.
+    _fragments: list[Frame] | None = None
+    _on_writable: Callable[[], None] | None = None
+
+    def attach(self, sink: Sink) -> None:
+        """Hand every later message to ``sink``; messages already queued for ``recv()``
+        (those that came before the session was ready) go first."""
+        assembler = self.recv_messages
+        assert not assembler.get_in_progress, "attach() while recv() is running"
+        self._sink = sink
+        self.recv_messages = DETACHED
+        if assembler.paused:  # it stopped reading for its queue, which goes now
+            self.transport.resume_reading()
+        for frame in assembler.frames.queue:
+            self._take(frame, sink)
+
+    def notify_writable(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` once, when the write buffer falls below its low-water mark
+        or the connection is lost (one listener: a later call replaces it)."""
+        self._on_writable = listener
+
+    def process_event(self, event: Event) -> None:
+        sink = self._sink
+        if sink is not None and isinstance(event, Frame) and event.opcode in (TEXT, BINARY, CONT):
+            if sink is not _ignore:  # after a failure, the rest of what was read is dropped
+                self._take(event, sink)
+        else:
+            super().process_event(event)
+
+    def _take(self, frame: Frame, sink: Sink) -> None:
+        # The protocol has checked the sequence: a continuation only after a first
+        # fragment, no new message before the last fragment, the size within max_size.
+        fragments = self._fragments
+        if fragments is None:
+            if frame.fin:
+                self._deliver(frame.opcode is TEXT, frame.data, sink)
+            else:
+                self._fragments = [frame]
+            return
+        if len(fragments) >= MAX_FRAGMENTS:  # as recv() refuses them (empty ones add up)
+            self._fragments = None
+            self._fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
+            return
+        fragments.append(frame)
+        if frame.fin:
+            self._fragments = None
+            self._deliver(fragments[0].opcode is TEXT, b"".join(f.data for f in fragments), sink)
+
+    def _deliver(self, text: bool, data: bytes | bytearray | memoryview, sink: Sink) -> None:
+        if not text:
+            sink(bytes(data))  # bytes stay the same object; a bytearray becomes bytes
+            return
+        try:
+            message = bytes(data).decode()
+        except UnicodeDecodeError as exc:
+            self.set_connection_exc(exc)
+            self._fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            return
+        sink(message)
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        """Fail the connection as ``recv()`` would, but without a task to wait in: the
+        close frame goes out now, and the socket is cut if the peer has not closed it
+        within ``close_timeout``."""
+        self._sink = _ignore
+        self.protocol.fail(code, reason)
+        try:
+            self.send_data()
+        except Exception as exc:  # as data_received() treats a failed write
+            self.set_connection_exc(exc)
+        if self.close_timeout is not None:
+            self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._writable()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._writable()
+
+    def _writable(self) -> None:
+        listener = self._on_writable
+        if listener is not None:
+            self._on_writable = None
+            listener()
+
+
+class RelayServerConnection(FrameSink, ServerConnection):
+    """A charger's connection (``serve(create_connection=...)``)."""
+
+
+class RelayClientConnection(FrameSink, ClientConnection):
+    """A backend's connection (``connect(create_connection=...)``)."""

@@ -1,0 +1,185 @@
+"""oye_relay.frame_sink: whole messages handed over as they are read, as recv() gave them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.messages import MAX_FRAGMENTS
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
+from websockets.typing import Data
+
+from oye_relay import sending
+from oye_relay.frame_sink import RelayClientConnection, RelayServerConnection
+from tests.support.links import linked
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def sink_linked(
+    **options: Any,
+) -> AsyncIterator[tuple[RelayServerConnection, ClientConnection, list[Data]]]:
+    """A relay-side connection, its peer, and what the relay side's sink received."""
+    async with linked(RelayServerConnection, **options) as (server, client):
+        assert isinstance(server, RelayServerConnection)
+        yield server, client, []
+
+
+async def round_trip(client: ClientConnection) -> None:
+    """Once the pong is back, the other side has handled every frame sent before."""
+    await (await client.ping())
+
+
+async def test_messages_reach_the_sink_in_order_text_as_text_and_bytes_as_bytes() -> None:
+    """Those that came before the sink was attached go first."""
+    async with sink_linked() as (server, client, received):
+        await client.send("early")
+        await client.send(b"\x00early")
+        await round_trip(client)  # now in the queue recv() would have read
+        server.attach(received.append)
+        await client.send('[2,"1","Heartbeat",{}]')
+        await client.send(b"\x00\x01")
+        await client.send("é")
+        await round_trip(client)
+        assert received == ["early", b"\x00early", '[2,"1","Heartbeat",{}]', b"\x00\x01", "é"]
+        assert [type(message) for message in received] == [str, bytes, str, bytes, str]
+
+
+async def test_a_fragmented_message_arrives_whole_with_pings_between_its_fragments() -> None:
+    async with sink_linked() as (server, client, received):
+        server.attach(received.append)
+
+        async def fragments() -> AsyncIterator[bytes]:
+            yield "é".encode()[:1]  # a character split across two fragments
+            await client.ping()  # a control frame in the middle of the message
+            yield "é".encode()[1:] + b"t"
+            yield b"e"
+
+        await client.send(fragments(), text=True)
+        await client.send([b"\x01", b"\x02", b"\x03"])
+        await client.send("after")
+        await round_trip(client)
+        assert received == ["éte", b"\x01\x02\x03", "after"]
+
+
+async def test_a_message_begun_before_the_sink_is_attached_is_finished_after() -> None:
+    async with sink_linked() as (server, client, received):
+        attached = asyncio.Event()
+
+        async def fragments() -> AsyncIterator[str]:
+            yield "begun "
+            await round_trip(client)  # the first fragment waits in recv()'s queue
+            attached.set()
+            yield "before, "
+            yield "ended after"
+
+        sending_task = asyncio.create_task(client.send(fragments()))
+        await attached.wait()
+        server.attach(received.append)
+        await sending_task
+        await round_trip(client)
+        assert received == ["begun before, ended after"]
+
+
+async def test_invalid_utf8_fails_the_connection_with_1007_as_recv_would() -> None:
+    async with sink_linked() as (server, client, received):
+        server.attach(received.append)
+        client.protocol.send_text(b"ok \xff")
+        client.send_data()
+        with pytest.raises(ConnectionClosedError) as closed:
+            await client.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1007
+        await server.wait_closed()
+        assert received == []
+
+
+async def test_too_many_fragments_fail_the_connection_with_1009() -> None:
+    async with sink_linked() as (server, client, received):
+        server.attach(received.append)
+        client.protocol.send_text(b"", fin=False)
+        for _ in range(MAX_FRAGMENTS):
+            client.protocol.send_continuation(b"", fin=False)
+        client.protocol.send_continuation(b"", fin=True)
+        client.send_data()
+        with pytest.raises(ConnectionClosedError) as closed:
+            await client.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+        assert received == []
+
+
+async def test_max_size_counts_every_fragment_of_a_message() -> None:
+    async with sink_linked(max_size=10) as (server, client, received):
+        server.attach(received.append)
+        await client.send("0123456789")  # exactly the limit
+        client.protocol.send_text(b"012345", fin=False)
+        client.protocol.send_continuation(b"6789AB", fin=True)
+        client.send_data()
+        with pytest.raises(ConnectionClosedError) as closed:
+            await client.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+        assert received == ["0123456789"]
+
+
+async def test_a_client_connection_hands_over_messages_too() -> None:
+    """The relay's upstream leg: ``connect(create_connection=RelayClientConnection)``."""
+
+    async def csms(connection: ServerConnection) -> None:
+        await connection.send('[2,"c1","Reset",{"type":"Soft"}]')
+        await connection.send(["[3,", '"m1",{}]'])
+        await connection.wait_closed()
+
+    async with serve(csms, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(
+            f"ws://127.0.0.1:{port}", create_connection=RelayClientConnection
+        ) as upstream:
+            assert isinstance(upstream, RelayClientConnection)
+            received: list[Data] = []
+            both = asyncio.Event()
+
+            def sink(message: Data) -> None:
+                received.append(message)
+                if len(received) == 2:
+                    both.set()
+
+            upstream.attach(sink)
+            await both.wait()
+            assert received == ['[2,"c1","Reset",{"type":"Soft"}]', '[3,"m1",{}]']
+
+
+async def test_the_writable_listener_hears_of_a_drained_buffer_and_of_a_lost_connection() -> None:
+    async with sink_linked() as (server, client, _):
+        drained = asyncio.Event()
+        client.transport.pause_reading()
+        while not server.paused:  # the kernel's buffers fill up, then the transport's
+            sending.write(server, "x" * 65_536)
+        server.notify_writable(drained.set)
+        client.transport.resume_reading()
+        await drained.wait()
+        assert not server.paused
+
+        lost = asyncio.Event()
+        server.notify_writable(lost.set)
+        server.transport.abort()
+        await lost.wait()
+
+
+async def test_recv_after_attach_has_nothing_and_ends_with_the_connection() -> None:
+    """The queue recv() read from is gone once a sink takes the messages."""
+    async with sink_linked() as (server, client, received):
+        server.attach(received.append)
+        reading = asyncio.create_task(server.recv())
+        await client.send("to the sink")
+        await client.close()
+        with pytest.raises(ConnectionClosedOK):
+            await reading
+        assert received == ["to the sink"]
