@@ -13,8 +13,11 @@ durable consumer each time:
 Each run is timed from its first committed batch to its last (process start-up is left
 out). Prints a table; writes JSON to ``bench/results/``.
 
-    .venv/bin/python bench/bench_ingest.py [--frames 100000] [--batch-sizes 250,500,1000]
+    .venv/bin/python -m bench.bench_ingest [--frames 100000] [--batch-sizes 250,500,1000]
         [--processes 2] [--pg-dsn postgresql://postgres@127.0.0.1:5432/test | --no-postgres]
+
+(As a module: run as a script, ``bench/http.py`` would stand in for the standard library's
+``http``.)
 """
 
 from __future__ import annotations
@@ -163,6 +166,7 @@ async def ingest_processes(settings: Settings, count: int, processes: int) -> tu
         NATS_URL=str(settings.nats_url),
         OYE_DATA_DIR=str(settings.data_dir),
         OYE_LOG_LEVEL="WARNING",
+        OYE_LOGGER_METRICS_PORT="0",  # each its own port: two on 9101 and one exits
         **({"OYE_DB_URL": settings.db_url} if settings.db_url else {}),
     )
     children = [
@@ -234,7 +238,11 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[Result]:
     results = []
     with NatsServer(workdir / "nats") as server:
         base = load_settings(
-            nats_url=server.url, data_dir=workdir / "data", relay_id="bench", log_level="WARNING"
+            nats_url=server.url,
+            data_dir=workdir / "data",
+            relay_id="bench",
+            log_level="WARNING",
+            logger_metrics_port=0,  # any free port: 9101 may be another logger's
         )
         fill = await fill_stream(base, args.frames)
         print(f"published {args.frames} frames into the stream in {fill:.1f} s")

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oye_logger.rows import BASE64, UTF8, LogRow, RowMaker, decode_body, parse_time_us
+from oye_logger.rows import (
+    BASE64,
+    UTF8,
+    LogRow,
+    RowMaker,
+    decode_body,
+    header_values,
+    parse_time_us,
+)
 from oye_shared import headers as h
 from oye_shared.logquery import EntryKind
 from oye_shared.subjects import Direction, EventKind, Subjects
@@ -229,3 +237,26 @@ def test_any_message_becomes_a_row_without_raising(
     assert row.frame_id
     assert isinstance(row.time_us, int)
     assert decode_body(row.raw, row.encoding) == body
+
+
+def test_a_batch_becomes_the_rows_its_messages_make_one_by_one() -> None:
+    """``rows`` keeps the order, and hands the fallback the message that needs it."""
+    maker = RowMaker("oye")
+    call = frame_headers(**{h.MESSAGE_TYPE: "CALL", h.MESSAGE_ID: "m1", h.ACTION: "Heartbeat"})
+    messages = [
+        (SUBJECTS.frames("CP1", Direction.UPSTREAM), b"r1", b'[2,"m1","Heartbeat",{}]', call),
+        (SUBJECTS.frames("CP2", Direction.DOWNSTREAM), b"r2", b'[3,"m1",{}]', None),
+        (SUBJECTS.events("CP1", EventKind.CONNECTED), b"r3", b"{}", frame_headers()),
+    ]
+    asked: list[bytes] = []
+
+    def fallback(message: tuple[str, bytes, bytes, tuple[str | None, ...]]) -> tuple[str, int]:
+        asked.append(message[1])
+        return "from-stream", 5
+
+    rows = maker.rows([(s, r, b, header_values(hs)) for s, r, b, hs in messages], fallback)
+    assert rows == [
+        maker.make(s, b, hs, fallback=lambda: ("from-stream", 5)) for s, _, b, hs in messages
+    ]
+    assert asked == [b"r2"]
+    assert [row.kind for row in rows] == [EntryKind.FRAME, EntryKind.FRAME, EntryKind.EVENT]

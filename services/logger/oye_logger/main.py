@@ -21,9 +21,9 @@ import nats.errors
 from nats.aio.client import Client
 
 from oye_logger.consumer import ConsumerOptions, LogConsumer, Progress
+from oye_logger.header_blocks import parse_header_lines
 from oye_logger.metrics import LoggerMetrics
 from oye_logger.nats_internals import use_fast_header_parser
-from oye_logger.pull import parse_header_lines
 from oye_logger.query import QueryService
 from oye_logger.retention import Retention, RetentionPolicy
 from oye_logger.store import Store, StoreError, StoreSetupError, open_store

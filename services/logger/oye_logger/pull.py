@@ -6,8 +6,9 @@ speaks the same documented pull protocol (``$JS.API.CONSUMER.MSG.NEXT.<stream>.<
 with ``{"batch", "expires"}``, replies to an inbox, status messages 100/404/408/409) but
 collects deliveries in a plain buffer. Where nats-py allows it
 (:mod:`oye_logger.nats_internals`), they come straight from the protocol parser as bytes,
-and only the headers are parsed (:func:`parse_header_block`); otherwise from the
-subscription's callback.
+all those of a read together, and only the values of the headers asked for are read
+(:class:`~oye_logger.header_blocks.HeaderReader`); otherwise from the subscription's
+callback.
 
 At most one pull request is outstanding. :meth:`PullSubscription.fetch` returns as soon as
 the buffer holds a full batch, when the request is over, when no message came for
@@ -24,7 +25,7 @@ import contextlib
 import functools
 import json
 import logging
-import re
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import nats.errors
@@ -33,6 +34,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from oye_logger import nats_internals
+from oye_logger.header_blocks import HeaderReader
 
 log = logging.getLogger(__name__)
 
@@ -51,76 +53,21 @@ MAX_LINGERS = 10
 
 
 class Delivery(NamedTuple):
-    """One JetStream message as the logger needs it (acknowledged by its ``reply``)."""
+    """One JetStream message as the logger needs it: acknowledged by its ``reply`` (bytes:
+    a batch's acks are its replies joined); ``headers``: the values of the headers the
+    subscription was asked for, in that order (None for one the message lacks)."""
 
     subject: str
-    reply: str
+    reply: bytes
     data: bytes
-    headers: dict[str, str] | None
+    headers: tuple[str | None, ...]
 
 
 #: Builds a Delivery from a tuple in C (its generated ``__new__`` is Python: one call less
 #: per message).
 _delivery = functools.partial(tuple.__new__, Delivery)
 
-_WHITESPACE = re.compile(rb"[\s\x1c-\x1f]")
-
-
-def parse_header_lines(raw: bytes) -> dict[str, str]:
-    """nats-py's ``Client._parse_header_lines``, same result (names with whitespace or
-    non-ASCII bytes are skipped, values decoded with replacement), without a per-character
-    generator."""
-    out: dict[str, str] = {}
-    for line in raw.split(b"\r\n"):
-        name, sep, value = line.partition(b":")
-        if not sep:
-            continue
-        name = name.strip()
-        if not name.isascii() or _WHITESPACE.search(name):
-            continue
-        out[name.decode("ascii")] = value.strip().decode("utf-8", "replace")
-    return out
-
-
-_PREAMBLE = "NATS/1.0\r\n"
-_PREAMBLE_BYTES = _PREAMBLE.encode()
 _STATUS_PREAMBLE = b"NATS/1.0 "
-
-
-def parse_header_block(block: bytes) -> dict[str, str] | None:
-    """The headers of a message that has no status line, as nats-py gives them (None when
-    there are none).
-
-    Headers as nats-py writes them (``Name: value`` lines, values without surrounding
-    whitespace) take a fast path: one decode and one split; anything else goes through
-    :func:`parse_header_lines`.
-    """
-    text = block.decode("utf-8", "replace")
-    # No value starts or ends with a space (nats-py strips them).
-    if (
-        text.startswith(_PREAMBLE)
-        and text.endswith("\r\n\r\n")
-        and ":  " not in text
-        and " \r\n" not in text
-    ):
-        lines = text[len(_PREAMBLE) : -4].split("\r\n")
-        try:
-            headers = dict([line.split(": ", 1) for line in lines])
-        except ValueError:  # a line without ": "
-            pass
-        else:
-            names = "".join(headers)
-            # nats-py skips names with whitespace or non-ASCII bytes and cuts at the first
-            # ":"; a value holding other whitespace (a tab, a lone CR) is not printable.
-            if (
-                names.isascii()
-                and names.isprintable()
-                and " " not in names
-                and ":" not in names
-                and "".join(headers.values()).isprintable()
-            ):
-                return headers or None
-    return parse_header_lines(block.removeprefix(_PREAMBLE_BYTES)) or None
 
 
 class PullError(nats.errors.Error):
@@ -131,7 +78,13 @@ class PullSubscription:
     """Pulls batches from one durable consumer (see the module docstring)."""
 
     def __init__(
-        self, nc: Client, *, stream: str, consumer: str, api_prefix: str = "$JS.API"
+        self,
+        nc: Client,
+        *,
+        stream: str,
+        consumer: str,
+        headers: Sequence[str],
+        api_prefix: str = "$JS.API",
     ) -> None:
         self._nc = nc
         self._next_subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
@@ -142,6 +95,8 @@ class PullSubscription:
         self._request_deadline = 0.0
         self._error: str | None = None
         self._arrived = asyncio.Event()
+        self._read_headers = HeaderReader(headers)
+        self._no_headers = self._read_headers.pick(None)
         #: Whether messages come raw from the protocol parser (else through ``_on_msg``).
         self.raw = False
 
@@ -156,17 +111,26 @@ class PullSubscription:
             await self._sub.unsubscribe()
             self._sub = None
 
-    def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        if headers is not None and headers.startswith(_STATUS_PREAMBLE):
-            end = headers.find(b"\r\n")
-            line = headers[len(_STATUS_PREAMBLE) : end if end >= 0 else None]
-            status, _, description = line.decode("utf-8", "replace").partition(" ")
-            self._on_status(status.strip(), description.strip())
-            return
-        parsed = parse_header_block(headers) if headers is not None else None
-        self._buffer.append(_delivery((subject.decode(), reply.decode(), data, parsed)))
-        if self._outstanding:
-            self._outstanding -= 1
+    def _on_raw(self, messages: list[nats_internals.RawMessage]) -> None:
+        # One call per read, not per message: the loop below is the per-message cost.
+        append, read_headers = self._buffer.append, self._read_headers
+        delivered = 0  # since the last status
+        for subject, reply, data, headers in messages:
+            if headers is None:
+                values = self._no_headers
+            elif headers.startswith(_STATUS_PREAMBLE):
+                self._outstanding = max(0, self._outstanding - delivered)
+                delivered = 0
+                end = headers.find(b"\r\n")
+                line = headers[len(_STATUS_PREAMBLE) : end if end >= 0 else None]
+                status, _, description = line.decode("utf-8", "replace").partition(" ")
+                self._on_status(status.strip(), description.strip())
+                continue
+            else:
+                values = read_headers(headers)
+            append(_delivery((subject.decode(), reply, data, values)))
+            delivered += 1
+        self._outstanding = max(0, self._outstanding - delivered)
         self._arrived.set()
 
     async def _on_msg(self, msg: Msg) -> None:
@@ -174,7 +138,8 @@ class PullSubscription:
         if status is not None:
             self._on_status(status, msg.headers.get(DESCRIPTION, "") if msg.headers else "")
             return
-        self._buffer.append(Delivery(msg.subject, msg.reply, msg.data, msg.headers))
+        values = self._read_headers.pick(msg.headers)
+        self._buffer.append(Delivery(msg.subject, msg.reply.encode(), msg.data, values))
         if self._outstanding:
             self._outstanding -= 1
         self._arrived.set()

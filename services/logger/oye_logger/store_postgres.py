@@ -21,10 +21,10 @@ import asyncpg
 from oye_logger.rows import LogRow
 from oye_logger.store import (
     COLUMNS,
-    INSERT_WIDTH,
     StoreError,
     StoreSetupError,
     insert_params,
+    insert_values,
     where_clause,
 )
 from oye_shared.logquery import EntryKind, LogQuery
@@ -196,7 +196,7 @@ class PostgresStore:
         if not rows:
             return 0
         # The columns, then is_json: a LogRow starts with them.
-        records = [row[: INSERT_WIDTH + 1] for row in rows]
+        records = list(map(insert_values, rows))
 
         async def insert(conn: Conn) -> int:
             try:

@@ -20,6 +20,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +30,7 @@ from oye_logger.store import (
     INSERT_WIDTH,
     StoreError,
     StoreSetupError,
+    insert_values,
     where_clause,
 )
 from oye_shared.logquery import EntryKind, LogQuery
@@ -255,13 +257,12 @@ class SqliteStore:
     async def write(self, rows: Sequence[LogRow]) -> int:
         if not rows:
             return 0
-        width = INSERT_WIDTH + 1  # the columns, then is_json
         statements = []
         start = 0
         for size in statement_sizes(len(rows), self._rows_per_insert):
             chunk = rows[start : start + size]
             start += size
-            statements.append((size, [v for row in chunk for v in row[:width]]))
+            statements.append((size, list(chain.from_iterable(map(insert_values, chunk)))))
 
         def insert(db: sqlite3.Connection) -> int:
             return sum(
