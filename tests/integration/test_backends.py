@@ -71,7 +71,13 @@ async def test_both_backends_receive_every_charger_message_and_the_charger_only_
         assert len(answers) == 3
         primary_answers = [f.text for f in primary.frames.frames if f.direction == "sent"]
         assert [f.text for f in answers] == primary_answers
-        # Every frame on NATS names its backend.
+        # Every frame on NATS names its backend (published after it was forwarded).
+        for backend in ("primary", "ha"):
+            await setup.bus.wait_for(
+                lambda m, b=backend: (
+                    ".frames." in m.subject and (m.headers or {}).get(h.BACKEND) == b
+                )
+            )
         frames = [m for m in setup.bus.messages if ".frames." in m.subject]
         by_backend = {(m.headers or {}).get(h.BACKEND) for m in frames}
         assert by_backend == {"primary", "ha"}
