@@ -16,7 +16,7 @@ import heapq
 import itertools
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from websockets.asyncio.connection import Connection
 from websockets.frames import CloseCode
@@ -31,26 +31,16 @@ _PING, _PONG, _ABORT = 0, 1, 2
 class Keepalive:
     """Pings the connections it watches every ``interval`` seconds; fails silent ones."""
 
-    __slots__ = ("_clock", "_deadlines", "_order", "_wake", "interval", "timeout")
+    __slots__ = ("_deadlines", "_order", "_wake", "interval", "timeout")
 
-    def __init__(
-        self,
-        *,
-        interval: float,
-        timeout: float,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
+    def __init__(self, *, interval: float, timeout: float) -> None:
         self.interval = interval
         self.timeout = timeout
-        self._clock = clock
         # (when, order, what, connection, pong): ``order`` keeps equal times in FIFO order
         # and spares comparing connections.
         self._deadlines: list[tuple[float, int, int, Connection, asyncio.Future[float] | None]] = []
         self._order = itertools.count()
         self._wake: asyncio.Event | None = None
-
-    def __len__(self) -> int:
-        return len(self._deadlines)
 
     def watch(self, connection: Connection) -> None:
         """Keep ``connection`` alive from now on (until it closes)."""
@@ -68,7 +58,7 @@ class Keepalive:
                 await task
 
     def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        return asyncio.get_running_loop().time()
 
     def _push(
         self,
@@ -85,15 +75,15 @@ class Keepalive:
     async def _run(self) -> None:
         self._wake = asyncio.Event()
         while True:
-            self.tick()
+            self._tick()
             delay = self._deadlines[0][0] - self._now() if self._deadlines else None
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
 
-    def tick(self) -> None:
-        """Handle every deadline that has come (the task calls this; tests may too)."""
+    def _tick(self) -> None:
+        """Handle every deadline that has come."""
         deadlines = self._deadlines
         now = self._now()
         while deadlines and deadlines[0][0] <= now:
