@@ -19,6 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from oye_cli.nats_server import NatsServer
 from oye_logger import nats_internals
 from oye_logger.pull import Delivery, PullSubscription
+from tests.support.relay import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -57,13 +58,11 @@ async def all_acked(nc: Client, consumer: str, count: int) -> tuple[int, int, in
     await nc.flush()
     js = nc.jetstream()
 
-    async def floor() -> int:
-        return int((await js.consumer_info(STREAM, consumer)).ack_floor.stream_seq)
+    async def acked() -> bool:
+        return int((await js.consumer_info(STREAM, consumer)).ack_floor.stream_seq) >= count
 
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(5):
-            while (await floor()) < count:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        await eventually(acked, seconds=5, every=0.01)
     info = await js.consumer_info(STREAM, consumer)
     return info.num_ack_pending, info.num_pending, info.ack_floor.stream_seq
 
