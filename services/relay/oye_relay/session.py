@@ -348,9 +348,10 @@ class ChargerSession:
                 return True
             parsed, message = taken
             self.backends.charger_sent(message, parsed)
+        sending.write(upstream, self._towards_csms(message, parsed))
+        # Published once on its way: its answer cannot come before this callback returns.
         action = track(parsed, self.charger_calls, self.csms_calls)
         self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
-        sending.write(upstream, self._towards_csms(message, parsed))
         if isinstance(parsed, Frame) and parsed.is_reply:
             self.limits.charger_replied(parsed)
         return True
@@ -655,10 +656,10 @@ class ChargerSession:
                 return False  # the lane towards the charger may have to wait
             if self.replayer.take_answer(parsed, message):
                 return True
-        action = self._to_charger(message, parsed)
+        sending.write(charger, message)
+        action = self._to_charger(message, parsed)  # published once on its way, as above
         if isinstance(parsed, Frame):
             self.backends.charger_answered(parsed)
-        sending.write(charger, message)
         if isinstance(parsed, Frame) and is_accepted_boot(action, parsed):
             self.limits.boot_accepted(by_proxy=False, csms_configured=True)
         return True
