@@ -12,6 +12,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.messages import MAX_FRAGMENTS
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
+from websockets.frames import Frame, Opcode
 from websockets.typing import Data
 
 from oye_relay import sending
@@ -183,3 +184,128 @@ async def test_recv_after_attach_has_nothing_and_ends_with_the_connection() -> N
         with pytest.raises(ConnectionClosedOK):
             await reading
         assert received == ["to the sink"]
+
+
+def masked_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """A frame as a charger writes it (any byte of it may come in a read of its own)."""
+    return Frame(Opcode(opcode), payload, fin).serialize(mask=True)
+
+
+async def test_whole_messages_skip_websockets_parser_which_gets_the_other_frames_whole() -> None:
+    """websockets' parser sees each control frame and fragment as one whole frame, and
+    never a plain message: those are cut from the received bytes by the relay."""
+    async with sink_linked() as (server, client, received):
+        server.attach(received.append)
+        fed: list[bytes] = []
+        receive_data = server.protocol.receive_data
+
+        def spy(data: bytes | bytearray) -> None:
+            fed.append(bytes(data))
+            receive_data(data)
+
+        server.protocol.receive_data = spy  # type: ignore[method-assign]
+        await client.send("one")
+        await client.send(b"\x02")
+        await client.send(["frag", "mented"])
+        await round_trip(client)
+        assert received == ["one", b"\x02", "fragmented"]
+        opcodes = [(chunk[0] & 0x0F, bool(chunk[0] & 0x80)) for chunk in fed]
+        assert opcodes == [(0x1, False), (0x0, False), (0x0, True), (0x9, True)]
+        frame_lengths = [len(chunk) - 6 - (chunk[1] & 0x7F) for chunk in fed]
+        assert frame_lengths == [0, 0, 0, 0]  # each chunk is exactly one frame
+
+
+async def test_frames_cut_into_reads_anywhere_arrive_whole_and_in_order() -> None:
+    """Reads that end inside a header, inside a 16- or 64-bit length, inside a mask or a
+    payload, and several frames in one read; a ping answered in between."""
+    messages: list[Data] = ["a", "é" * 100, b"\x00" * 300, "x" * 70_000, "", "last"]
+    wire = b"".join(
+        masked_frame(0x1 if isinstance(m, str) else 0x2, m.encode() if isinstance(m, str) else m)
+        for m in messages[:3]
+    )
+    wire += masked_frame(0x9, b"ping")
+    wire += b"".join(masked_frame(0x1, m.encode()) for m in messages[3:] if isinstance(m, str))
+    async with sink_linked() as (server, client, received):
+        server.attach(received.append)
+        pong = asyncio.get_running_loop().create_future()
+        process_event = client.process_event
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, Frame) and event.opcode is Opcode.PONG:
+                pong.set_result(event.data)
+            process_event(event)
+
+        client.process_event = on_event  # type: ignore[method-assign]
+        server.transport.pause_reading()  # only the reads below
+        cuts = [*range(1, 700), *range(700, len(wire), 4096), len(wire)]
+        for start, end in zip([0, *cuts], cuts, strict=False):
+            server.data_received(wire[start:end])
+        assert received == messages
+        assert await pong == b"ping"
+
+
+@pytest.mark.parametrize(
+    ("wire", "code"),
+    [
+        (masked_frame(0x1, b"x" * 11), 1009),  # one frame over max_size
+        (bytes([0x81, 0x02]) + b"hi", 1002),  # not masked
+        (bytes([0xC1, 0x82, 1, 2, 3, 4, 5, 6]), 1002),  # a reserved bit
+        (bytes([0x83, 0x80, 1, 2, 3, 4]), 1002),  # a reserved opcode
+    ],
+    ids=["too-big", "unmasked", "reserved-bit", "reserved-opcode"],
+)
+async def test_a_frame_websockets_refuses_fails_the_connection_as_it_did(
+    wire: bytes, code: int
+) -> None:
+    async with sink_linked(max_size=10) as (server, client, received):
+        server.attach(received.append)
+        await client.send("before")
+        client.transport.write(wire + masked_frame(0x1, b"after"))
+        with pytest.raises(ConnectionClosedError) as closed:
+            await client.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == code
+        assert received == ["before"]
+
+
+async def test_a_frame_cut_short_by_the_end_of_the_stream_closes_with_1006() -> None:
+    async with sink_linked() as (server, client, received):
+        whole = asyncio.Event()
+
+        def sink(message: Data) -> None:
+            received.append(message)
+            whole.set()
+
+        server.attach(sink)
+        client.transport.write(masked_frame(0x1, b"whole") + masked_frame(0x1, b"cut short")[:6])
+        await whole.wait()
+        client.transport.write_eof()
+        await server.wait_closed()
+        assert server.close_code == 1006
+
+
+@pytest.mark.parametrize("length", [0, 125, 126, 65_535, 65_536])
+async def test_written_messages_reach_the_peer_from_either_side(length: int) -> None:
+    """``sending.write`` frames its messages itself: masked from the relay's client side
+    (websockets' server refuses unmasked ones), unmasked from its server side."""
+    async with sink_linked() as (server, client, _):
+        text = "é" * (length // 2) + "x" * (length % 2)
+        sending.write(server, text)
+        sending.write(server, b"\x01" * length)
+        assert await client.recv() == text
+        assert await client.recv() == b"\x01" * length
+
+    async def echo(connection: ServerConnection) -> None:
+        async for message in connection:
+            await connection.send(message)
+
+    async with serve(echo, "127.0.0.1", 0, max_size=None) as csms:
+        port = csms.sockets[0].getsockname()[1]
+        async with connect(
+            f"ws://127.0.0.1:{port}", create_connection=RelayClientConnection, max_size=None
+        ) as upstream:
+            assert isinstance(upstream, RelayClientConnection)
+            sending.write(upstream, text)
+            sending.write(upstream, b"\x01" * length)
+            assert await upstream.recv() == text
+            assert await upstream.recv() == b"\x01" * length

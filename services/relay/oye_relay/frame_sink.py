@@ -9,6 +9,12 @@ decoded and invalid UTF-8 fails the connection with 1007, as ``recv()`` would. C
 frames keep websockets' handling, and so does everything before ``attach`` (the
 handshake, and ``recv()`` for connections that never attach one).
 
+Once attached, whole unfragmented messages skip websockets' parser too (when no
+extension was negotiated): the received bytes are cut into frames here
+(:mod:`oye_relay.ws_codec`), and only the rest (control frames, fragments, anything
+websockets would refuse) is fed to websockets, always as whole frames, so its parser is
+between frames whenever the next read comes.
+
 Connections also tell one listener when their write buffer has drained
 (:meth:`FrameSink.notify_writable`), so a relay that stopped reading one peer because
 the other was not keeping up can read on.
@@ -17,15 +23,18 @@ the other was not keeping up can read on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.messages import MAX_FRAGMENTS, Assembler
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame
-from websockets.protocol import Event
+from websockets.protocol import Event, Protocol, State
+from websockets.streams import StreamReader
 from websockets.typing import Data
+
+from oye_relay import ws_codec
 
 Sink = Callable[[Data], None]
 
@@ -52,6 +61,25 @@ class _Detached(Assembler):
 #: One for every connection with a sink (it holds nothing).
 DETACHED = _Detached()
 
+_AT_EOF = StreamReader.at_eof.__code__
+_NO_LIMIT = 2**63
+
+
+def _between_frames(protocol: Protocol) -> bool:
+    """Whether websockets' parser holds no part of a frame: it waits in ``at_eof()``,
+    where every frame starts (a parser that has read a frame's first two bytes may have
+    an empty buffer too). The server's and client's parsers reach it through the
+    handshake's generator."""
+    generator = protocol.parser
+    while (inner := getattr(generator, "gi_yieldfrom", None)) is not None:
+        generator = inner
+    return getattr(generator, "gi_code", None) is _AT_EOF
+
+
+def _size_limit(protocol: Protocol) -> int:
+    limits = [n for n in (protocol.max_message_size, protocol.max_fragment_size) if n is not None]
+    return min(limits, default=_NO_LIMIT)
+
 
 class FrameSink(Connection):
     """Mixed into websockets' connections (below); the defaults live on the class, so a
@@ -61,6 +89,15 @@ class FrameSink(Connection):
     #: The frames of a fragmented message received so far.
     _fragments: list[Frame] | None = None
     _on_writable: Callable[[], None] | None = None
+    #: Whether received frames are cut here (see the module's docstring).
+    _direct: bool = False
+    #: Cut here as soon as websockets' parser has finished the frame it is in.
+    _direct_soon: bool = False
+    #: The start of a frame not all read yet (direct reading only).
+    _partial: bytearray | None = None
+    _max_size: int = _NO_LIMIT
+    #: Whether the peer must mask its frames (it does when we are the server).
+    _masked: ClassVar[bool]
 
     def attach(self, sink: Sink) -> None:
         """Hand every later message to ``sink``; messages already queued for ``recv()``
@@ -73,6 +110,68 @@ class FrameSink(Connection):
             self.transport.resume_reading()
         for frame in assembler.frames.queue:
             self._take(frame, sink)
+        protocol = self.protocol
+        if not protocol.extensions:  # a compressed or extended frame needs websockets
+            self._max_size = _size_limit(protocol)
+            if _between_frames(protocol):
+                self._direct = True
+            else:
+                self._direct_soon = True
+
+    def data_received(self, data: bytes) -> None:
+        partial = self._partial
+        if partial is not None:
+            self._partial = None
+            partial += data
+        if self._direct and self.protocol.state is State.OPEN:
+            self._read_frames(data if partial is None else partial)
+            return
+        super().data_received(data if partial is None else bytes(partial))
+        if self._direct_soon and _between_frames(self.protocol):
+            self._direct_soon = False
+            self._direct = True
+
+    def _read_frames(self, data: bytes | bytearray) -> None:
+        """Deliver the whole messages in ``data``, feed websockets the other frames, and
+        keep a frame not all read yet for the next call. ``data`` starts with a frame."""
+        masked = self._masked
+        max_size = self._max_size
+        protocol = self.protocol
+        sink = self._sink
+        assert sink is not None, "direct reading starts with attach()"
+        start = 0
+        size = len(data)
+        while start < size:
+            kind, payload_start, end = ws_codec.scan(data, start, masked=masked, max_size=max_size)
+            if kind > 0 and self._fragments is None:
+                if masked:
+                    payload: bytes | bytearray = ws_codec.unmask(data, payload_start, end)
+                else:
+                    payload = data[payload_start:end]
+                self._deliver(kind == ws_codec.TEXT, payload, sink)
+            elif kind >= 0:  # a control frame, a fragment, or a message inside a fragmented one
+                super().data_received(bytes(data[start:end]))
+            elif kind == ws_codec.INCOMPLETE:
+                self._partial = (
+                    data if start == 0 and isinstance(data, bytearray) else bytearray(data[start:])
+                )
+                return
+            else:  # FOREIGN: websockets fails the connection, as it would have
+                self._direct = False
+                super().data_received(bytes(data[start:]))
+                return
+            start = end
+            if protocol.state is not State.OPEN:  # closing: websockets reads the rest
+                if start < size:
+                    super().data_received(bytes(data[start:]))
+                return
+
+    def eof_received(self) -> None:
+        partial = self._partial
+        if partial is not None:  # a frame cut short: websockets sees what we read of it
+            self._partial = None
+            super().data_received(bytes(partial))
+        super().eof_received()
 
     def notify_writable(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` once, when the write buffer falls below its low-water mark
@@ -149,6 +248,10 @@ class FrameSink(Connection):
 class RelayServerConnection(FrameSink, ServerConnection):
     """A charger's connection (``serve(create_connection=...)``)."""
 
+    _masked = True
+
 
 class RelayClientConnection(FrameSink, ClientConnection):
     """A backend's connection (``connect(create_connection=...)``)."""
+
+    _masked = False

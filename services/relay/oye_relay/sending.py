@@ -5,15 +5,19 @@ close deadlines, a drain): about half of what a forwarded frame costs to send. W
 connection is open and nothing waits in its write buffer, none of that is needed:
 :func:`send` writes the frame at once, the way websockets' own ``broadcast`` does
 (:func:`write`, which the relay's read callbacks also use while :func:`writable`).
-Otherwise (closing, closed, a slow peer) it falls back to ``Connection.send``, which
-waits for the buffer to drain and raises ``ConnectionClosed`` exactly as before, so
-backpressure and the close semantics are unchanged.
+Without an extension negotiated, the frame is encoded in one step
+(:func:`oye_relay.ws_codec.encode`) instead of through websockets' ``Frame``.
+Otherwise (closing, closed, a slow peer) :func:`send` falls back to ``Connection.send``,
+which waits for the buffer to drain and raises ``ConnectionClosed`` exactly as before,
+so backpressure and the close semantics are unchanged.
 """
 
 from __future__ import annotations
 
 from websockets.asyncio.connection import Connection
-from websockets.protocol import State
+from websockets.protocol import Side, State
+
+from oye_relay import ws_codec
 
 
 def writable(connection: Connection) -> bool:
@@ -25,12 +29,19 @@ def writable(connection: Connection) -> bool:
 def write(connection: Connection, message: str | bytes) -> None:
     """Write one text (``str``) or binary (``bytes``) message now (only when open)."""
     # The relay never sends fragmented messages, so no other send can be half-way through.
-    if isinstance(message, str):
-        connection.protocol.send_text(message.encode())
-    else:
-        connection.protocol.send_binary(message)
+    protocol = connection.protocol
+    text = isinstance(message, str)
+    payload = message.encode() if isinstance(message, str) else message
+    if protocol.extensions:  # compression: websockets encodes the frame
+        if text:
+            protocol.send_text(payload)
+        else:
+            protocol.send_binary(payload)
+        connection.send_data()
+        return
     # The transport reports socket errors through connection_lost, as for send().
-    connection.send_data()
+    mask = protocol.side is Side.CLIENT
+    connection.transport.write(ws_codec.encode(payload, text=text, mask=mask))
 
 
 async def send(connection: Connection, message: str | bytes) -> None:
