@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import nats
 import pytest
+import uvloop
 from nats.aio.client import Client
 
 from oye_cli.nats_server import NatsServer
@@ -80,3 +82,19 @@ def free_port() -> int:
 #: The ports this worker handed out lately: a test often asks for several before it
 #: binds any, and a free port stays "free" until its owner binds it.
 _HANDED_OUT: deque[int] = deque(maxlen=512)
+
+
+#: The relay's socket-level tests run on both loops a service may run on
+#: (OYE_EVENT_LOOP); the rest on uvloop, the services' default.
+ON_BOTH_LOOPS = frozenset(
+    ("test_frame_sink.py", "test_flow.py", "test_keepalive.py", "test_relay_wire.py")
+)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    loops: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"uvloop": uvloop.new_event_loop}
+    if item.path.name in ON_BOTH_LOOPS:
+        loops["asyncio"] = asyncio.new_event_loop
+    return loops

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     log_retention_days: Annotated[float, Field(gt=0)] | None = None
 
     log_level: str = "INFO"
+    #: uvloop when installed (auto), or asyncio's own loop: oye_shared.event_loop.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     @field_validator("upstream_url")
     @classmethod
