@@ -35,6 +35,7 @@ from bench.params import (
     SCENARIOS,
     Params,
     parse_counts,
+    parse_positive,
     parse_rates,
     parse_scenarios,
 )
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ingest-frames", type=int)
     parser.add_argument("--generators", type=int, help="load-generator processes per run")
     parser.add_argument(
+        "--relays",
+        type=parse_positive,
+        help="relay processes sharing the port (OYE_RELAY_PROCESSES)",
+    )
+    parser.add_argument(
         "--pg-dsn", default=os.environ.get("OYE_TEST_PG_DSN", DEFAULT_PG_DSN), help="PostgreSQL"
     )
     parser.add_argument("--no-postgres", dest="pg_dsn", action="store_const", const=None)
@@ -99,6 +105,7 @@ def params_from(args: argparse.Namespace) -> Params:
         "overload_seconds": args.overload_seconds,
         "ingest_frames": args.ingest_frames,
         "generators": args.generators,
+        "relays": args.relays,
     }
     return params.replace(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -108,8 +115,12 @@ def say(text: str) -> None:
 
 
 async def run_scenarios(args: argparse.Namespace, params: Params, workdir: Path) -> dict[str, Any]:
-    stack = Stack(workdir, StackOptions(args.log_level, csms_compression=args.csms_compression))
-    say("starting nats-server, echo CSMS, relay, inject-api, logger")
+    options = StackOptions(
+        args.log_level, csms_compression=args.csms_compression, relays=params.relays
+    )
+    stack = Stack(workdir, options)
+    relays = f"{params.relays} relays" if params.relays > 1 else "relay"
+    say(f"starting nats-server, echo CSMS, {relays}, inject-api, logger")
     await stack.start()
     pg_dsn = await _postgres(args.pg_dsn) if "ingestion" in args.scenarios else None
     ctx = Context(stack, workdir, params, say, pg_dsn=pg_dsn, profile=args.profile)

@@ -40,6 +40,8 @@ class Params:
     overload_chargers: int = 100
     #: Load-generator processes per run (the chargers shared out among them).
     generators: int = 1
+    #: Relay processes sharing the chargers' port (``oye up``'s OYE_RELAY_PROCESSES).
+    relays: int = 1
 
     def replace(self, **changes: object) -> Params:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -81,6 +83,14 @@ def parse_counts(text: str) -> tuple[int, ...]:
     if any(count <= 0 for count in counts):
         raise ValueError(f"counts must be positive: {text!r}")
     return counts
+
+
+def parse_positive(text: str) -> int:
+    """``2`` -> 2; zero or less is refused."""
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"must be positive: {text!r}")
+    return value
 
 
 def parse_scenarios(text: str) -> tuple[str, ...]:

@@ -299,11 +299,17 @@ NOTES = (
     "Medians of the runs; proxy and direct alternate within each figure. Unanswered: CALLs "
     "of the measured window still without an answer 5 s after the run (summed over runs). "
     "Relay cores: "
-    "the relay's share of one core during the proxy runs. µs CPU/CALL: CPU time the "
-    "process used per CALL answered (relay: proxy runs; CSMS: direct runs). CPU pressure: "
+    "the relay's share of one core during the proxy runs (every relay process together "
+    "with --relays). µs CPU/CALL: CPU time the "
+    "process used per CALL answered (relay: proxy runs, every relay process together; "
+    "CSMS: direct runs). CPU pressure: "
     "the share of the time some task waited for a CPU (Linux PSI; near 0 on a quiet "
     "machine, towards 1 when the machine is shared or saturated)."
 )
+
+
+def _relays(count: int) -> str:
+    return f", {count} relay processes sharing the port" if count > 1 else ""
 
 
 def tables(doc: dict[str, Any]) -> str:
@@ -315,6 +321,7 @@ def tables(doc: dict[str, Any]) -> str:
         f"{machine.get('cpus')} cores, Python {machine.get('python')}, load average "
         f"{machine.get('load_average_before', ['?'])[0]} before / "
         f"{machine.get('load_average_after', ['?'])[0]} after"
+        + _relays(doc.get("params", {}).get("relays", 1))
     ]
     for key, (title, render) in SECTIONS.items():
         points = doc["scenarios"].get(key)

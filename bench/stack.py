@@ -2,7 +2,9 @@
 
 The relay, the inject-api and the logger run as real processes (``oye relay``,
 ``oye inject-api``, ``oye logger``) configured only through ``OYE_*`` variables, exactly as
-an operator runs them; the nats-server is our own, on a free port (never the machine's).
+an operator runs them (with ``relays`` > 1, that many relay processes sharing the port, as
+``oye up`` runs them for ``OYE_RELAY_PROCESSES``); the nats-server is our own, on a free
+port (never the machine's).
 :class:`Stack` starts them, proves them ready end to end (a probe charger boots through
 the relay and answers an injection, and its frames reach the log), and reads what the
 benchmarks need from ``/proc``: resident memory, CPU time, open files.
@@ -28,9 +30,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from bench.http import HttpConnection, basic_auth
+from bench.http import HttpConnection, HttpError, basic_auth
 from bench.loadgen import head
 from oye_cli.nats_server import NatsServer
+from oye_cli.relays import relay_processes
 
 #: Our listening ports come from here: below the range the test suite takes its ports
 #: from (20000-31999) and below Linux's ephemeral range, so neither collides with us.
@@ -215,6 +218,8 @@ class StackOptions:
     stream_max_bytes: int = 8 * 1024**3
     csms_compression: bool = False
     with_logger: bool = True
+    #: Relay processes sharing the chargers' port (OYE_RELAY_PROCESSES of ``oye up``).
+    relays: int = 1
 
 
 class Stack:
@@ -227,7 +232,9 @@ class Stack:
         self.nats_pid = 0
         self.csms: Service | None = None
         self.csms_port = 0
-        self.relay: Service | None = None
+        #: Every relay process; their CPU is summed as "relay" (:meth:`usage`).
+        self.relays: list[Service] = []
+        self.relay_metrics_ports: list[int] = []
         self.api: Service | None = None
         self.logger: Service | None = None
         self.ocpp_port = free_port()
@@ -276,22 +283,47 @@ class Stack:
         self.csms, self.csms_port = await start_csms(
             self.workdir, compression=self.options.csms_compression
         )
-        self.relay = await spawn("relay", oye("relay"), self.env(), self.workdir)
+        await self._start_relays()
         self.api = await spawn("inject-api", oye("inject-api"), self.env(), self.workdir)
         if self.options.with_logger:
             self.logger = await spawn("logger", oye("logger"), self.env(), self.workdir)
         await self._ready()
 
+    async def _start_relays(self) -> None:
+        # The environments `oye up` gives its relays (the port shared, an id each), each
+        # with a metrics port we know, so every one is ready before anything is measured.
+        planned = relay_processes(self.env(), count=self.options.relays, metrics_port=0)
+        self.relay_metrics_ports = [free_port() for _ in planned]
+        self.relays = [
+            await spawn(
+                relay.name,
+                oye("relay"),
+                {**relay.env, "OYE_METRICS_PORT": str(port)},
+                self.workdir,
+            )
+            for relay, port in zip(planned, self.relay_metrics_ports, strict=True)
+        ]
+
+    @property
+    def relay(self) -> Service | None:
+        """The first relay process (the only one unless ``relays`` > 1)."""
+        return self.relays[0] if self.relays else None
+
+    def relay_pids(self) -> list[int]:
+        return [relay.pid for relay in self.relays]
+
     async def restart_relay(self) -> None:
-        """A fresh relay process (a clean heap for memory figures), ready end to end."""
-        assert self.relay is not None
-        await self.relay.stop()
-        self.relay = await spawn("relay", oye("relay"), self.env(), self.workdir)
+        """Fresh relay processes (a clean heap for memory figures), ready end to end."""
+        await asyncio.gather(*(relay.stop() for relay in self.relays))
+        await self._start_relays()
         await self._ready()
 
     async def _ready(self, limit: float = 60.0) -> None:
         try:
             async with asyncio.timeout(limit):
+                # Every relay, not just the first: the port takes chargers once one listens.
+                for port in self.relay_metrics_ports:
+                    await self._wait_ready(port)
                 await self._wait_port(self.ocpp_port)
                 await self._wait_port(self.http_port)
                 await self.probe()
@@ -314,13 +346,26 @@ class Stack:
             writer.close()
             return
 
+    async def _wait_ready(self, port: int) -> None:
+        """Until ``/readyz`` on ``port`` answers 200 (listening, on NATS)."""
+        while True:
+            self._check()
+            with contextlib.suppress(OSError, EOFError, HttpError):
+                client = await HttpConnection.open("127.0.0.1", port)
+                try:
+                    if (await client.request("GET", "/readyz", b"", {})).status == 200:
+                        return
+                finally:
+                    await client.close()
+            await asyncio.sleep(0.05)  # not ready yet: no event to wait for
+
     def _check(self) -> None:
         for service in self.services:
             service.check_running()
 
     @property
     def services(self) -> list[Service]:
-        found = [self.csms, self.relay, self.api, self.logger]
+        found = [self.csms, *self.relays, self.api, self.logger]
         return [service for service in found if service is not None]
 
     @property
@@ -362,17 +407,19 @@ class Stack:
             (name, service.pid)
             for name, service in (
                 ("csms", self.csms),
-                ("relay", self.relay),
                 ("inject-api", self.api),
                 ("logger", self.logger),
             )
             if service is not None
         )
-        return Usage(
-            at=time.monotonic(),
-            cpu={name: cpu_seconds(pid) for name, pid in processes.items()},
-            pressure_us=cpu_pressure_us(),
-        )
+        cpu = {name: cpu_seconds(pid) for name, pid in processes.items()}
+        # "relay" is every relay process together (CPU per CALL, cores); with several,
+        # each one's share too, to show how the kernel spread the chargers.
+        relays = {relay.name: cpu_seconds(relay.pid) for relay in self.relays}
+        cpu["relay"] = sum(relays.values())
+        if len(relays) > 1:
+            cpu.update(relays)
+        return Usage(at=time.monotonic(), cpu=cpu, pressure_us=cpu_pressure_us())
 
     def pause_logger(self) -> None:
         if self.logger is not None:
@@ -384,7 +431,7 @@ class Stack:
 
     async def stop(self) -> None:
         await asyncio.gather(
-            *(s.stop() for s in (self.relay, self.api, self.logger) if s is not None)
+            *(s.stop() for s in (*self.relays, self.api, self.logger) if s is not None)
         )
         if self.csms is not None:
             await self.csms.stop()

@@ -1,8 +1,9 @@
 """``oye up``: NATS (embedded unless ``NATS_URL``), then every service as its own process.
 
-A service that exits is restarted with backoff. SIGINT or SIGTERM stops the services
-first (SIGTERM, then SIGKILL after a deadline), then the embedded nats-server, all within
-:data:`STOP_DEADLINE` seconds.
+``OYE_RELAY_PROCESSES`` relays share the chargers' port (:mod:`oye_cli.relays`), each
+supervised on its own. A service that exits is restarted with backoff. SIGINT or SIGTERM
+stops the services first (SIGTERM, then SIGKILL after a deadline), then the embedded
+nats-server, all within :data:`STOP_DEADLINE` seconds.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 
 from oye_cli.main import available_services
 from oye_cli.nats_server import NatsServer, NatsServerError, port_is_free
+from oye_cli.relays import RelayPortsError, RelayProcess, relay_processes
 from oye_shared.logs import configure_logging
 from oye_shared.settings import Settings, SettingsError, env_name, load_settings
 
@@ -55,13 +58,21 @@ def start_embedded_nats(settings: Settings) -> NatsServer:
     return server
 
 
-async def supervise(name: str, env: dict[str, str], stop: asyncio.Event) -> None:
-    """Run one service, restarting it when it exits, until ``stop`` is set."""
+async def supervise(
+    name: str, env: dict[str, str], stop: asyncio.Event, *, command: str | None = None
+) -> None:
+    """Run one service (``oye <command>``, by default its name), restarting it when it
+    exits, until ``stop`` is set."""
     delay = 1.0
     while not stop.is_set():
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "oye_cli.main", name, env=env, start_new_session=True
+            sys.executable,
+            "-m",
+            "oye_cli.main",
+            command or name,
+            env=env,
+            start_new_session=True,
         )
         waiter = asyncio.create_task(process.wait())
         stopper = asyncio.create_task(stop.wait())
@@ -100,21 +111,60 @@ async def run(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
+    services = available_services()
+    relays = plan_relays(settings, os.environ) if "relay" in services else []
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     nats_server = None if settings.nats_url else start_embedded_nats(settings)
     try:
         nats_url = settings.nats_url or (nats_server.url if nats_server else "")
         (settings.data_dir / "nats.url").write_text(nats_url + "\n")
         env = {**os.environ, "NATS_URL": nats_url}
-        services = available_services()
         _announce(settings, nats_url, embedded=nats_server is not None, services=services)
+        if len(relays) > 1:
+            _announce_relays(settings, relays)
         async with asyncio.TaskGroup() as group:
+            for relay in relays:
+                relay_env = {**relay.env, "NATS_URL": nats_url}
+                group.create_task(supervise(relay.name, relay_env, stop, command="relay"))
             for name in services:
-                group.create_task(supervise(name, env, stop))
+                if name != "relay":
+                    group.create_task(supervise(name, env, stop))
         print("oye: stopped", flush=True)
     finally:
         if nats_server is not None:
             nats_server.stop(timeout=2)
+
+
+def plan_relays(settings: Settings, env: Mapping[str, str]) -> list[RelayProcess]:
+    """The relay processes to run; their metrics ports step over the stack's other ports."""
+    others = {
+        settings.logger_metrics_port,
+        settings.http_port,
+        settings.ocpp_port,
+        settings.nats_port,
+    }
+    try:
+        return relay_processes(
+            env,
+            count=settings.relay_processes,
+            metrics_port=settings.metrics_port,
+            taken=others - {0},
+        )
+    except RelayPortsError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def _announce_relays(settings: Settings, relays: list[RelayProcess]) -> None:
+    ports = (
+        ", ".join(str(relay.metrics_port) for relay in relays)
+        if settings.metrics_port
+        else "free ports (OYE_METRICS_PORT=0)"
+    )
+    print(
+        f"oye: {len(relays)} relay processes share port {settings.ocpp_port} (SO_REUSEPORT); "
+        f"their /metrics on {ports}",
+        flush=True,
+    )
 
 
 def _announce(settings: Settings, nats_url: str, *, embedded: bool, services: list[str]) -> None:

@@ -58,8 +58,9 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
 
 async def one_run(ctx: Context, mode: str, size: int) -> dict[str, Any]:
     p = ctx.params
-    relay = ctx.stack.relay
-    assert relay is not None
+    # Every relay process together (one unless --relays).
+    pids = ctx.stack.relay_pids()
+    assert pids
     job = Job(
         kind="storm",
         url=ctx.url(mode),
@@ -68,16 +69,16 @@ async def one_run(ctx: Context, mode: str, size: int) -> dict[str, Any]:
         total=size,
         concurrency=p.storm_concurrency,
     )
-    before = rss_kib(relay.pid)
+    before = sum(rss_kib(pid) for pid in pids)
     async with workers(ctx.jobs(job), ctx.workdir) as group:
         overflows = listen_overflows()
         results = await group.run(limit=600)
         overflowed = listen_overflows()
         stormed = time.monotonic()
-        after_storm = rss_kib(relay.pid)
-        files = open_files(relay.pid)
+        after_storm = sum(rss_kib(pid) for pid in pids)
+        files = sum(open_files(pid) for pid in pids)
         await ctx.stack.quiesce(at_least=p.settle_seconds)
-        settled = rss_kib(relay.pid)
+        settled = sum(rss_kib(pid) for pid in pids)
         settle_seconds = time.monotonic() - stormed
     times = sorted(merged(results, "boot_ms"))
     booted = int(total(results, "booted"))

@@ -98,6 +98,13 @@ class Settings(BaseSettings):
 
     # The relay.
     relay_id: str = Field(default_factory=_default_relay_id)
+    #: Relay processes ``oye up`` starts, sharing ``ocpp_port`` (SO_REUSEPORT): one box
+    #: uses as many cores as it has relays (oye_cli.relays).
+    relay_processes: Annotated[int, Field(ge=1, le=256)] = 1
+    #: Open the chargers' port with SO_REUSEPORT, so other relay processes of this user on
+    #: this box may listen on it too (the kernel spreads connections over them). Off by
+    #: default: a relay started by mistake on a taken port fails instead of sharing it.
+    ocpp_reuse_port: bool = False
     max_id_length: Annotated[int, Field(ge=1, le=1000)] = 128
     max_frame_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     ping_interval: Annotated[float, Field(gt=0)] = 20.0

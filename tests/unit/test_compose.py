@@ -53,6 +53,9 @@ FIXED_BY_COMPOSE = {
     "OYE_METRICS_PORT",
     "OYE_LOGGER_METRICS_PORT",
     "OYE_DATA_DIR",
+    # One relay process per relay container: `oye up`'s several relays sharing a port.
+    "OYE_RELAY_PROCESSES",
+    "OYE_OCPP_REUSE_PORT",
 }
 #: Where each service's code is, and the shared modules every service runs (its main).
 PACKAGES = {

@@ -179,6 +179,9 @@ class Relay:
             # A charger storm after a power cut: the default 100 made the kernel drop
             # connection attempts (docs/PERFORMANCE.md); chargers then wait out a backoff.
             backlog=4096,
+            # Several relay processes of this box share the port only when asked
+            # (OYE_OCPP_REUSE_PORT, set by `oye up` for OYE_RELAY_PROCESSES > 1).
+            reuse_port=self.settings.ocpp_reuse_port,
             # Hands a session's frames over as they are read (frame_sink.py).
             create_connection=RelayServerConnection,
         )
