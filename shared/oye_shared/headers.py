@@ -88,3 +88,11 @@ def new_frame_id() -> str:
     # process and 8 of a counter keep them unique.
     compact, _, micros = _clock()
     return f"{compact}{micros // 10_000:02d}{_PROCESS_PART}{next(_counter) & 0xFFFFFFFF:08x}"
+
+
+def new_frame_stamp() -> tuple[str, str]:
+    """A new frame id and now (as :func:`new_frame_id` and :func:`now_rfc3339`), from one
+    reading of the clock: every published frame needs both."""
+    compact, second, micros = _clock()
+    frame_id = f"{compact}{micros // 10_000:02d}{_PROCESS_PART}{next(_counter) & 0xFFFFFFFF:08x}"
+    return frame_id, f"{second}.{micros:06d}Z"

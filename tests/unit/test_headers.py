@@ -29,3 +29,18 @@ def test_frame_ids_are_unique_32_hex_and_in_time_order() -> None:
     assert all(len(i) == 32 and re.fullmatch(r"[0-9a-f]{32}", i) for i in ids[:100])
     assert [i[:16] for i in ids] == sorted(i[:16] for i in ids)
     assert ids[0][:8] in (day_before, day_after)
+
+
+def test_a_frame_stamp_is_a_new_id_and_now_read_from_the_same_clock() -> None:
+    before = datetime.now(UTC)
+    stamps = [h.new_frame_stamp() for _ in range(10_000)]
+    after = datetime.now(UTC)
+    ids = [frame_id for frame_id, _ in stamps]
+    assert len(set(ids)) == len(ids)
+    assert len(set(ids) | {h.new_frame_id() for _ in range(100)}) == len(ids) + 100
+    for frame_id, time in stamps[:: len(stamps) // 10]:
+        assert re.fullmatch(r"[0-9a-f]{32}", frame_id)
+        assert before <= datetime.fromisoformat(time) <= after
+        # The id's time prefix is that time to the hundredth of a second.
+        digits = time[0:4] + time[5:7] + time[8:10] + time[11:13] + time[14:16] + time[17:19]
+        assert frame_id[:16] == digits + time[20:22]

@@ -30,9 +30,6 @@ _PASSWORD_SETTINGS = frozenset({"authorizationkey", "basicauthpassword"})
 #: The password of a URL's user information. The scheme's length is bounded: unbounded, a
 #: long run of letters would cost a scan from each of its positions (quadratic time).
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,31}://[^/?#@\s:]*:)[^/?#@\s]*@")
-#: Bytes without which a frame cannot hold one of those secrets (a cheap test first; a
-#: ``\u`` escape could spell any of them).
-_HINTS = (b"password", b"authorizationkey", b"\\u")
 #: Deeper than this, a value is masked whole: no OCPP message nests so deep, and a peer
 #: must not be able to exhaust the stack of the code that masks its frames.
 MAX_DEPTH = 32
@@ -40,8 +37,16 @@ MAX_DEPTH = 32
 
 def may_hold_secret(body: bytes) -> bool:
     """Whether a frame's text may hold a secret that :func:`masked_frame` would mask."""
+    # The bytes without which a frame cannot hold one of those secrets, tested for every
+    # published frame (a ``\u`` escape could spell any of them; a URL's password needs
+    # "://" and "@"). Plain ``in`` tests: a generator over the hints cost three times more.
     lowered = body.lower()
-    return any(hint in lowered for hint in _HINTS) or (b"://" in body and b"@" in body)
+    return (
+        b"password" in lowered
+        or b"authorizationkey" in lowered
+        or b"\\u" in lowered
+        or (b"://" in body and b"@" in body)
+    )
 
 
 def url_without_password(url: str) -> str:

@@ -68,13 +68,12 @@ class TrafficTap:
         (the primary's frames say ``primary``; injections name none)."""
         known = self._per_direction.get(direction)
         subject, fixed = known if known is not None else self._session_lines(direction)
-        frame_id = h.new_frame_id()
+        frame_id, now = h.new_frame_stamp()
         # Every value not made here (message id, action, error, backend) goes through
         # header_line: a CR or LF from a peer must never start a header line of its own.
         lines = [
             fixed,
-            f"{h.TIME}: {h.now_rfc3339()}\r\n{h.FRAME_ID}: {frame_id}\r\n"
-            f"{h.NATS_MSG_ID}: {frame_id}\r\n",
+            f"{h.TIME}: {now}\r\n{h.FRAME_ID}: {frame_id}\r\n{h.NATS_MSG_ID}: {frame_id}\r\n",
         ]
         if backend is None:
             if direction in _PRIMARY_DIRECTIONS:
@@ -134,8 +133,7 @@ class TrafficTap:
             self.metrics.lane_timed_out(origin)
 
     def event(self, kind: EventKind, **details: Any) -> None:
-        frame_id = h.new_frame_id()
-        time = h.now_rfc3339()
+        frame_id, time = h.new_frame_stamp()
         body = {
             "event": kind.value,
             "chargePointId": self.charge_point_id,
