@@ -61,14 +61,21 @@ class Backlog:
 async def charger_backlog(
     js: JetStreamContext, prefix: str, charge_point_id: str, backend: str | None = None
 ) -> Backlog:
-    """The backlog of one charger towards the primary, or towards the secondary ``backend``
-    (two requests when it has one, one otherwise)."""
+    """The backlog of one charger towards the primary, or towards the secondary ``backend``.
+
+    Every charger's connect asks, and nearly always there is none: the first message of
+    its subject is asked for first (a short "not found" then), the stream's depth for that
+    subject only when there is one (its answer carries the stream's whole configuration).
+    """
     subject = Subjects(prefix).replay(charge_point_id, backend)
+    stream = replay_stream_name(prefix)
     try:
-        info = await js.stream_info(replay_stream_name(prefix), subjects_filter=subject)
-    except NotFoundError:
+        first = await js.get_msg(stream, seq=1, subject=subject, next=True)
+        info = await js.stream_info(stream, subjects_filter=subject)
+    except NotFoundError:  # no stream yet, nothing queued, or replayed meanwhile
         return Backlog()
-    return await _oldest(js, prefix, subject, (info.state.subjects or {}).get(subject, 0))
+    depth = (info.state.subjects or {}).get(subject, 0)
+    return Backlog(depth, (first.headers or {}).get(h.TIME)) if depth else Backlog()
 
 
 async def secondary_backlogs(
