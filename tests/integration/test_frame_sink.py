@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -309,3 +311,43 @@ async def test_written_messages_reach_the_peer_from_either_side(length: int) -> 
             sending.write(upstream, b"\x01" * length)
             assert await upstream.recv() == text
             assert await upstream.recv() == b"\x01" * length
+
+
+async def test_connections_made_in_a_storm_keep_key_sharing_dicts() -> None:
+    """Each leg's attributes stay in a dict sharing its class's keys (about 0.3 KiB) when
+    many connections are accepted before the first one is set up: otherwise each gets a
+    dict of its own (1.6 KiB), 2.6 KiB more per charger (docs/PERFORMANCE.md)."""
+
+    class Fresh(RelayServerConnection):  # a class of its own: no instance made before
+        pass
+
+    accepted: list[RelayServerConnection] = []
+    every = asyncio.Event()
+    count = 150
+
+    async def handler(connection: ServerConnection) -> None:
+        assert isinstance(connection, Fresh)
+        connection.attach(lambda message: None)
+        accepted.append(connection)
+        if len(accepted) == count:
+            every.set()
+        await connection.wait_closed()
+
+    with socket.create_server(("127.0.0.1", 0), backlog=count) as listener:
+        port = listener.getsockname()[1]
+        # Connected before the server accepts any: one accept burst makes them all.
+        waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+        for sock in waiting:
+            sock.setblocking(False)
+        async with serve(handler, sock=listener, create_connection=Fresh, compression=None):
+            clients = await asyncio.gather(
+                *(
+                    connect(f"ws://127.0.0.1:{port}", sock=sock, compression=None)
+                    for sock in waiting
+                )
+            )
+            await every.wait()
+            sizes = {sys.getsizeof(connection.__dict__) for connection in accepted}
+            for client in clients:
+                await client.close()
+    assert max(sizes) < 600, sizes
