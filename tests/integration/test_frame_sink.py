@@ -244,6 +244,29 @@ async def test_frames_cut_into_reads_anywhere_arrive_whole_and_in_order() -> Non
             server.data_received(wire[start:end])
         assert received == messages
         assert await pong == b"ping"
+        server.transport.resume_reading()  # for the closing handshake
+
+
+async def test_a_frame_half_read_by_websockets_before_attach_is_finished_by_it() -> None:
+    """Cutting frames here starts only once websockets' parser is between frames."""
+    async with sink_linked() as (server, _, received):
+        fed: list[bytes] = []
+        receive_data = server.protocol.receive_data
+
+        def spy(data: bytes | bytearray) -> None:
+            fed.append(bytes(data))
+            receive_data(data)
+
+        server.protocol.receive_data = spy  # type: ignore[method-assign]
+        server.transport.pause_reading()  # only the reads below
+        half_read = masked_frame(0x1, b"begun before attach")
+        server.data_received(half_read[:3])  # the header and a byte of the mask
+        server.attach(received.append)
+        server.data_received(half_read[3:] + masked_frame(0x1, b"in the same read"))
+        server.data_received(masked_frame(0x1, b"next read"))
+        assert received == ["begun before attach", "in the same read", "next read"]
+        assert len(fed) == 2  # the next read was cut here, not fed to websockets
+        server.transport.resume_reading()  # for the closing handshake
 
 
 @pytest.mark.parametrize(

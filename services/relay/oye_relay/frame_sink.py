@@ -106,9 +106,9 @@ class FrameSink(Connection):
         super().__init__(*args, **kwargs)
         # websockets sets these two in connection_made(). Set here, every attribute of
         # the class is in its instances' shared keys once the first is made: otherwise,
-        # with a storm's hundreds of connections made before the first one's handshake
-        # ends, CPython stops adding keys to the shared table and every instance gets a
-        # dict of its own (1.6 KiB instead of 0.3, per leg).
+        # with a storm's burst of accepted connections all made before the first one's
+        # connection_made(), CPython stops adding keys to the shared table and every
+        # instance gets a dict of its own (1.6 KiB instead of 0.3, per leg).
         self.recv_messages = DETACHED
         self.transport = None  # type: ignore[assignment]
         self._sink: Sink | None = None
