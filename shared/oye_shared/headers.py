@@ -84,15 +84,14 @@ def now_rfc3339() -> str:
 
 def new_frame_id() -> str:
     """A unique, roughly time-ordered frame id (32 hex characters)."""
-    # 16 digits of time (to 10 ms) keep ids sortable by arrival; 8 hex characters of this
-    # process and 8 of a counter keep them unique.
-    compact, _, micros = _clock()
-    return f"{compact}{micros // 10_000:02d}{_PROCESS_PART}{next(_counter) & 0xFFFFFFFF:08x}"
+    return new_frame_stamp()[0]
 
 
 def new_frame_stamp() -> tuple[str, str]:
-    """A new frame id and now (as :func:`new_frame_id` and :func:`now_rfc3339`), from one
-    reading of the clock: every published frame needs both."""
+    """A new frame id and now (as :func:`now_rfc3339`), from one reading of the clock:
+    every published frame needs both."""
     compact, second, micros = _clock()
+    # 16 digits of time (to 10 ms) keep ids sortable by arrival; 8 hex characters of this
+    # process and 8 of a counter keep them unique.
     frame_id = f"{compact}{micros // 10_000:02d}{_PROCESS_PART}{next(_counter) & 0xFFFFFFFF:08x}"
     return frame_id, f"{second}.{micros:06d}Z"

@@ -193,19 +193,25 @@ def masked_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
     return Frame(Opcode(opcode), payload, fin).serialize(mask=True)
 
 
+def fed_to_websockets(connection: RelayServerConnection) -> list[bytes]:
+    """What the connection feeds websockets' parser from now on, one entry per call."""
+    fed: list[bytes] = []
+    receive_data = connection.protocol.receive_data
+
+    def spy(data: bytes | bytearray) -> None:
+        fed.append(bytes(data))
+        receive_data(data)
+
+    connection.protocol.receive_data = spy  # type: ignore[method-assign]
+    return fed
+
+
 async def test_whole_messages_skip_websockets_parser_which_gets_the_other_frames_whole() -> None:
     """websockets' parser sees each control frame and fragment as one whole frame, and
     never a plain message: those are cut from the received bytes by the relay."""
     async with sink_linked() as (server, client, received):
         server.attach(received.append)
-        fed: list[bytes] = []
-        receive_data = server.protocol.receive_data
-
-        def spy(data: bytes | bytearray) -> None:
-            fed.append(bytes(data))
-            receive_data(data)
-
-        server.protocol.receive_data = spy  # type: ignore[method-assign]
+        fed = fed_to_websockets(server)
         await client.send("one")
         await client.send(b"\x02")
         await client.send(["frag", "mented"])
@@ -250,14 +256,7 @@ async def test_frames_cut_into_reads_anywhere_arrive_whole_and_in_order() -> Non
 async def test_a_frame_half_read_by_websockets_before_attach_is_finished_by_it() -> None:
     """Cutting frames here starts only once websockets' parser is between frames."""
     async with sink_linked() as (server, _, received):
-        fed: list[bytes] = []
-        receive_data = server.protocol.receive_data
-
-        def spy(data: bytes | bytearray) -> None:
-            fed.append(bytes(data))
-            receive_data(data)
-
-        server.protocol.receive_data = spy  # type: ignore[method-assign]
+        fed = fed_to_websockets(server)
         server.transport.pause_reading()  # only the reads below
         half_read = masked_frame(0x1, b"begun before attach")
         server.data_received(half_read[:3])  # the header and a byte of the mask
