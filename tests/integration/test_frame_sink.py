@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import sys
+import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -373,3 +375,70 @@ async def test_connections_made_in_a_storm_keep_key_sharing_dicts() -> None:
             for client in clients:
                 await client.close()
     assert max(sizes) < 600, sizes
+
+
+async def test_wait_closed_ends_with_the_connection_and_a_cancelled_waiter_ends_only_itself() -> (
+    None
+):
+    async with sink_linked() as (server, client, received):
+        server.attach(received.append)
+        first = asyncio.create_task(server.wait_closed())
+        second = asyncio.create_task(server.wait_closed())
+        await asyncio.sleep(0)  # both wait now
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await client.send("still open")
+        await round_trip(client)
+        assert received == ["still open"]
+        assert not second.done()
+        await client.close()
+        await second
+        await server.wait_closed()  # and at once once closed
+
+
+async def held_per_waited_on_connection(create_connection: type[ServerConnection]) -> float:
+    """Bytes that each accepted connection holds through websockets' server code while its
+    handler waits in ``wait_closed`` (everything the test's clients hold left out)."""
+    count = 40
+    waiting = asyncio.Event()
+    accepted: list[ServerConnection] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        if isinstance(connection, RelayServerConnection):
+            connection.attach(lambda message: None)
+        accepted.append(connection)
+        if len(accepted) == count:
+            waiting.set()
+        await connection.wait_closed()
+
+    server_side = [tracemalloc.Filter(True, "*/websockets/asyncio/server.py", all_frames=True)]
+    async with serve(
+        handler, "127.0.0.1", 0, create_connection=create_connection, compression=None
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        tracemalloc.start(10)
+        try:
+            before = tracemalloc.take_snapshot().filter_traces(server_side)
+            clients = [
+                await connect(f"ws://127.0.0.1:{port}", compression=None) for _ in range(count)
+            ]
+            await waiting.wait()
+            await asyncio.sleep(0)  # every handler waits in wait_closed now
+            gc.collect()
+            after = tracemalloc.take_snapshot().filter_traces(server_side)
+        finally:
+            tracemalloc.stop()
+        for client in clients:
+            await client.close()
+    return sum(stat.size_diff for stat in after.compare_to(before, "filename")) / count
+
+
+async def test_a_waited_on_connection_holds_less_than_websockets_own() -> None:
+    """websockets makes for every connection what the relay does not need: an empty deque
+    (760 bytes), a logger adapter with its dict, and ``asyncio.shield``'s outer future
+    and callbacks while a task waits in ``wait_closed``: about 1.5 KiB per leg, 3 KiB
+    per charger (docs/PERFORMANCE.md)."""
+    ours = await held_per_waited_on_connection(RelayServerConnection)
+    theirs = await held_per_waited_on_connection(ServerConnection)
+    assert theirs - ours > 1_200, (ours, theirs)
