@@ -13,6 +13,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
@@ -123,6 +124,14 @@ class Relay:
             publisher=publisher,
             nats_connected=lambda: self.nc is not None and self.nc.is_connected,
         )
+        # What every session asks of the relay, made once: a lambda or bound method made
+        # per charger costs 64-200 bytes for as long as it is connected.
+        self._current_upstream_options = lambda: self.upstream_options
+        self._current_replay_store = lambda: self.replay_store
+        self._auto_charge_enabled = lambda: self.live_config.config.auto_charge_enabled
+        self._auto_charge_tag_now = self._auto_charge_tag
+        self._offline_id_tags = settings.offline_id_tag_set
+        self._fleet_changed = self.fleet.changed
 
     async def attach_bus(self, nc: Client) -> None:
         """NATS is there: take injections for every charger held now and later."""
@@ -419,7 +428,7 @@ class Relay:
             tap=tap,
             upstream=handshake.upstream,
             upstream_options=handshake.upstream_options,
-            current_upstream_options=lambda: self.upstream_options,
+            current_upstream_options=self._current_upstream_options,
             offered_subprotocols=handshake.offered,
             authorization=handshake.forwarded_authorization(
                 self.gate.mode(has_upstream=handshake.upstream_options is not None)
@@ -429,15 +438,15 @@ class Relay:
             close_when_offline=self.settings.offline_mode == "close",
             call_timeout=self.settings.inject_timeout,
             tracker=tracker,
-            on_state_change=self.fleet.changed,
+            on_state_change=self._fleet_changed,
             transaction_ids=self.transaction_ids,
-            auto_charge_tag=self._auto_charge_tag,
+            auto_charge_tag=self._auto_charge_tag_now,
             limit_ids=self.limit_ids,
             failsafe_limit=self.settings.failsafe_limit,
-            stored_limit=lambda: self.stored_limit(cp),
+            stored_limit=partial(self.stored_limit, cp),
             queue=ChargerQueue(
                 cp,
-                lambda: self.replay_store,
+                self._current_replay_store,
                 backlog=handshake.backlog,
                 subprotocol=charger.subprotocol or "",
             ),
@@ -447,13 +456,13 @@ class Relay:
                 self.settings.charger_call_rate, self.settings.flood_disconnect_after
             ),
             offline_authorization=OfflineAuthorization(
-                allowed=self.settings.offline_id_tag_set,
-                auto_charge=lambda: self.live_config.config.auto_charge_enabled,
+                allowed=self._offline_id_tags,
+                auto_charge=self._auto_charge_enabled,
             ),
             primary_policy=self.live_config.config.primary_policy,
             secondaries=self.live_config.secondaries(cp),
             charger_authorization=handshake.authorization,
-            replay_store=lambda: self.replay_store,
+            replay_store=self._current_replay_store,
         )
         await self._register(session)
         self.fleet.changed(tracker.state)

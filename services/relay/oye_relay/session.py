@@ -170,9 +170,11 @@ class ChargerSession:
         self.auto_charge_tag = auto_charge_tag
         # The relay's own injections (automatic starts, limits), cancelled at the end.
         self._auto_starts: set[asyncio.Task[Any]] = set()
+        # One for every part that asks (a lambda costs 200 bytes per charger).
+        version = lambda: self.version  # noqa: E731
         self.limits = LimitKeeper(
             charge_point_id=charge_point_id,
-            version=lambda: self.version,
+            version=version,
             inject=self.inject,
             spawn=self._track,
             ended=lambda: self.ended,
@@ -216,7 +218,7 @@ class ChargerSession:
             queue=queue,
             transaction_map=self.transaction_map,
             tap=tap,
-            version=lambda: self.version,
+            version=version,
             call_timeout=call_timeout,
             attempts=replay_attempts,
         )
@@ -226,7 +228,7 @@ class ChargerSession:
         self.backends = BackendSet(
             charge_point_id=charge_point_id,
             subprotocol=charger.subprotocol,
-            version=lambda: self.version,
+            version=version,
             lane=self.lane,
             send_call=self._send_call,
             call_timeout=call_timeout,
