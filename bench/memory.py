@@ -18,7 +18,6 @@ import contextlib
 import gc
 import json
 import logging
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import uvloop
 
+from bench.stack import free_port, start_csms
 from oye_cli.nats_server import NatsServer
 
 #: Frames of tracemalloc tracebacks kept: deep enough to reach the relay's own code.
@@ -96,13 +96,6 @@ def breakdown(held: Iterable[Held], chargers: int) -> dict[str, list[tuple[str, 
 
 
 # Everything below runs the processes and reads tracemalloc.
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def _chargers(url: str, count: int) -> None:
@@ -184,20 +177,15 @@ async def measure(chargers: int) -> dict[str, list[tuple[str, float, float]]]:
     from oye_shared.settings import load_settings
 
     workdir = Path(tempfile.mkdtemp(prefix="oye-memory-"))
-    csms_port = _free_port()
-    csms = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.csms", "--port", str(csms_port), stdout=subprocess.PIPE
-    )
-    assert csms.stdout is not None
-    await csms.stdout.readline()  # "listening PORT": the relay's upstreams will connect
+    csms, csms_port = await start_csms(workdir, compression=False)
     try:
         with NatsServer(workdir / "nats") as nats:
             settings = load_settings(
                 nats_url=nats.url,
                 data_dir=workdir / "data",
                 bind_host="127.0.0.1",
-                ocpp_port=_free_port(),
-                http_port=_free_port(),
+                ocpp_port=free_port(),
+                http_port=free_port(),
                 metrics_port=0,
                 logger_metrics_port=0,
                 relay_id="memory",
@@ -223,8 +211,7 @@ async def measure(chargers: int) -> dict[str, list[tuple[str, float, float]]]:
                 stop.set()
                 await relay
     finally:
-        csms.terminate()
-        await csms.wait()
+        await csms.stop()
     return breakdown(_held(before, after), chargers)
 
 
