@@ -377,14 +377,23 @@ async def test_connections_made_in_a_storm_keep_key_sharing_dicts() -> None:
     assert max(sizes) < 600, sizes
 
 
+async def waiting_for_close(connection: RelayServerConnection, inside: asyncio.Event) -> None:
+    """``wait_closed()``, saying when it is in there: ``set()`` does not yield, so this
+    task waits in it before whoever awaits ``inside`` wakes up."""
+    inside.set()
+    await connection.wait_closed()
+
+
 async def test_wait_closed_ends_with_the_connection_and_a_cancelled_waiter_ends_only_itself() -> (
     None
 ):
     async with sink_linked() as (server, client, received):
         server.attach(received.append)
-        first = asyncio.create_task(server.wait_closed())
-        second = asyncio.create_task(server.wait_closed())
-        await asyncio.sleep(0)  # both wait now
+        first_inside, second_inside = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(waiting_for_close(server, first_inside))
+        second = asyncio.create_task(waiting_for_close(server, second_inside))
+        await first_inside.wait()
+        await second_inside.wait()
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
@@ -423,8 +432,8 @@ async def held_per_waited_on_connection(create_connection: type[ServerConnection
             clients = [
                 await connect(f"ws://127.0.0.1:{port}", compression=None) for _ in range(count)
             ]
+            # The last handler set it and went on into wait_closed() in the same step.
             await waiting.wait()
-            await asyncio.sleep(0)  # every handler waits in wait_closed now
             gc.collect()
             after = tracemalloc.take_snapshot().filter_traces(server_side)
         finally:
