@@ -71,10 +71,29 @@ def made_by(frames: Sequence[tuple[str, int]]) -> str:
     return "stdlib"
 
 
+def made_at(frames: Sequence[tuple[str, int]]) -> str:
+    """``package/module.py:line`` of the innermost frame: the line that made the object."""
+    if not frames:
+        return "C"
+    filename, lineno = frames[-1]
+    if "site-packages/" in filename:
+        filename = filename.split("site-packages/", 1)[1]
+    elif "/python3" in filename:
+        filename = "stdlib/" + filename.rsplit("/", 1)[1]
+    else:
+        filename = Path(filename).name
+    return f"{filename}:{lineno}"
+
+
 def breakdown(held: Iterable[Held], chargers: int) -> dict[str, list[tuple[str, float, float]]]:
-    """Bytes and objects per charger: by our module, by our line, by the maker's package,
-    largest first (each as ``(name, bytes, objects)``)."""
-    sizes: dict[str, Counter[str]] = {"module": Counter(), "line": Counter(), "maker": Counter()}
+    """Bytes and objects per charger: by our module, by our line, by the maker's package
+    and by the maker's line, largest first (each as ``(name, bytes, objects)``)."""
+    sizes: dict[str, Counter[str]] = {
+        "module": Counter(),
+        "line": Counter(),
+        "maker": Counter(),
+        "made at": Counter(),
+    }
     counts: dict[str, Counter[str]] = {key: Counter() for key in sizes}
     for entry in held:
         line = where(entry.frames)
@@ -82,6 +101,7 @@ def breakdown(held: Iterable[Held], chargers: int) -> dict[str, list[tuple[str, 
             "module": f"{line.split(':')[0]} ({made_by(entry.frames)})",
             "line": line,
             "maker": made_by(entry.frames),
+            "made at": made_at(entry.frames),
         }
         for kind, key in keys.items():
             sizes[kind][key] += entry.size
@@ -218,7 +238,12 @@ async def measure(chargers: int) -> dict[str, list[tuple[str, float, float]]]:
 def report(result: dict[str, list[tuple[str, float, float]]], top: int) -> str:
     total = sum(size for _, size, _ in result["maker"])
     lines = [f"Held per charger: {total / 1024:.1f} KiB of Python allocations"]
-    titles = {"maker": "made by", "module": "by our module", "line": "by our line"}
+    titles = {
+        "maker": "made by",
+        "module": "by our module",
+        "line": "by our line",
+        "made at": "made at",
+    }
     for kind, title in titles.items():
         lines += ["", f"{title:48} {'bytes':>8} {'objects':>8}"]
         lines += [f"{key:48} {size:8.0f} {count:8.2f}" for key, size, count in result[kind][:top]]

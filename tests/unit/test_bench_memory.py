@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.memory import Held, breakdown, made_by, where
+from bench.memory import Held, breakdown, made_at, made_by, where
 
 SITE = "/venv/lib/python3.11/site-packages"
 SESSION = ("/repo/services/relay/oye_relay/session.py", 270)
@@ -55,3 +55,12 @@ def test_the_breakdown_is_per_charger_and_largest_first() -> None:
         ("elsewhere", 50.0, 0.5),
     ]
     assert result["module"][0] == ("server.py (pydantic)", 600.0, 3.0)
+
+
+def test_made_at_is_the_innermost_frame_wherever_it_is() -> None:
+    assert made_at([SESSION, WEBSOCKETS]) == "websockets/asyncio/connection.py:130"
+    assert made_at([SERVER, ASYNCIO]) == "stdlib/tasks.py:384"
+    assert made_at([SERVER, SESSION]) == "session.py:270"
+    assert made_at([]) == "C"
+    held = [Held(size=1_000, count=10, frames=[SERVER, PYDANTIC])]
+    assert breakdown(held, chargers=10)["made at"] == [("pydantic/main.py:280", 100.0, 1.0)]
