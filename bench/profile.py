@@ -108,14 +108,26 @@ RELAY_AREAS = (
     ("parse the frame (JSON)", ("frames.py:parse_frame",)),
     (
         "websockets: send (and the socket write)",
-        ("websockets/asyncio/connection.py:Connection.send", "oye_relay/sending.py"),
+        (
+            "websockets/asyncio/connection.py:Connection.send",
+            "oye_relay/legs.py:WebSocketLeg.write",
+            "oye_relay/legs.py:WebSocketLeg.send",
+            "oye_relay/frame_sink.py:FrameSink.write",
+            "oye_relay/frame_sink.py:FrameSink.send",
+        ),
     ),
     # The session handles most frames inside the read callback (oye_relay/flow.py):
     # that is its own time, not websockets'.
     ("session bookkeeping (relay code)", ("oye_relay/flow.py",)),
     (
         "websockets: receive (socket read, frame parsing)",
-        ("_read_ready", "Connection.recv", "Connection.__aiter__", "Assembler.get"),
+        (
+            "_read_ready",
+            "Connection.recv",
+            "Connection.__aiter__",
+            "Assembler.get",
+            "oye_relay/legs.py:WebSocketLeg.data_received",
+        ),
     ),
     ("session bookkeeping (relay code)", ("oye_relay/",)),
     ("websockets: other (keepalive, handshakes)", ("websockets/",)),

@@ -87,7 +87,13 @@ _HANDED_OUT: deque[int] = deque(maxlen=512)
 #: The relay's socket-level tests run on both loops a service may run on
 #: (OYE_EVENT_LOOP); the rest on uvloop, the services' default.
 ON_BOTH_LOOPS = frozenset(
-    ("test_frame_sink.py", "test_flow.py", "test_keepalive.py", "test_relay_wire.py")
+    (
+        "test_frame_sink.py",
+        "test_flow.py",
+        "test_keepalive.py",
+        "test_legs.py",
+        "test_relay_wire.py",
+    )
 )
 
 

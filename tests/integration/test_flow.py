@@ -12,7 +12,6 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Data
 
-from oye_relay import sending
 from oye_relay.flow import Flow
 from oye_relay.frame_sink import FrameSink, RelayServerConnection
 from tests.support.links import linked
@@ -145,13 +144,13 @@ async def test_a_destination_that_does_not_read_stops_reading_the_source() -> No
         destination, reader = await stack.enter_async_context(relay_side())
 
         def now(message: Data) -> bool:
-            if not sending.writable(destination):
+            if not destination.writable():
                 return False
-            sending.write(destination, message)
+            destination.write(message)
             return True
 
         async def later(message: Data) -> None:
-            await sending.send(destination, message)
+            await destination.send(message)
 
         flow = Flow(
             source,

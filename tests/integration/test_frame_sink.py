@@ -19,7 +19,6 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Frame, Opcode
 from websockets.typing import Data
 
-from oye_relay import sending
 from oye_relay.frame_sink import RelayClientConnection, RelayServerConnection
 from tests.support.links import linked
 
@@ -166,7 +165,7 @@ async def test_the_writable_listener_hears_of_a_drained_buffer_and_of_a_lost_con
         drained = asyncio.Event()
         client.transport.pause_reading()
         while not server.paused:  # the kernel's buffers fill up, then the transport's
-            sending.write(server, "x" * 65_536)
+            server.write("x" * 65_536)
         server.notify_writable(drained.set)
         client.transport.resume_reading()
         await drained.wait()
@@ -316,8 +315,8 @@ async def test_written_messages_reach_the_peer_from_either_side(length: int) -> 
     (websockets' server refuses unmasked ones), unmasked from its server side."""
     async with sink_linked() as (server, client, _):
         text = "é" * (length // 2) + "x" * (length % 2)
-        sending.write(server, text)
-        sending.write(server, b"\x01" * length)
+        server.write(text)
+        server.write(b"\x01" * length)
         assert await client.recv() == text
         assert await client.recv() == b"\x01" * length
 
@@ -331,8 +330,8 @@ async def test_written_messages_reach_the_peer_from_either_side(length: int) -> 
             f"ws://127.0.0.1:{port}", create_connection=RelayClientConnection, max_size=None
         ) as upstream:
             assert isinstance(upstream, RelayClientConnection)
-            sending.write(upstream, text)
-            sending.write(upstream, b"\x01" * length)
+            upstream.write(text)
+            upstream.write(b"\x01" * length)
             assert await upstream.recv() == text
             assert await upstream.recv() == b"\x01" * length
 

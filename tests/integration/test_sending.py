@@ -1,14 +1,13 @@
-"""oye_relay.sending: frames go out at once, yet a slow peer still holds the sender back."""
+"""FrameSink.send: frames go out at once, yet a slow peer still holds the sender back."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from oye_relay import sending
+from oye_relay.frame_sink import RelayServerConnection
 from tests.support.links import linked
 from tests.support.relay import eventually
 
@@ -16,10 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 async def test_text_stays_text_and_bytes_stay_binary() -> None:
-    async with linked() as (server, client):
-        await sending.send(server, '[2,"1","Heartbeat",{}]')
-        await sending.send(server, b"\x00\x01")
-        await sending.send(client, "é")
+    async with linked(RelayServerConnection) as (server, client):
+        await server.send('[2,"1","Heartbeat",{}]')
+        await server.send(b"\x00\x01")
+        await client.send("é")
         assert await client.recv() == '[2,"1","Heartbeat",{}]'
         assert await client.recv() == b"\x00\x01"
         assert await server.recv() == "é"
@@ -27,18 +26,19 @@ async def test_text_stays_text_and_bytes_stay_binary() -> None:
 
 async def test_a_closed_connection_raises_connection_closed() -> None:
     """The relay relies on it to answer a CALL itself when the CSMS just went away."""
-    async with linked() as (server, client):
+    async with linked(RelayServerConnection) as (server, client):
         await client.close()
         await server.wait_closed()
         with pytest.raises(ConnectionClosed):
-            await sending.send(server, '[2,"1","Heartbeat",{}]')
+            await server.send('[2,"1","Heartbeat",{}]')
 
 
 async def test_a_peer_that_does_not_read_holds_the_sender_back() -> None:
     """Backpressure: the sender waits for a full buffer to drain instead of growing it."""
     message = "x" * 65_536
     count = 300  # ~20 MB: more than the kernel's loopback buffers take
-    async with linked() as (server, client):
+    async with linked(RelayServerConnection) as (server, client):
+        assert isinstance(server, RelayServerConnection)
         client.transport.pause_reading()
         sender = asyncio.create_task(_send_all(server, message, count))
         await eventually(_async(lambda: server.transport.get_write_buffer_size() > 0))
@@ -51,9 +51,9 @@ async def test_a_peer_that_does_not_read_holds_the_sender_back() -> None:
         assert received == [message] * count
 
 
-async def _send_all(connection: ServerConnection, message: str, count: int) -> None:
+async def _send_all(connection: RelayServerConnection, message: str, count: int) -> None:
     for _ in range(count):
-        await sending.send(connection, message)
+        await connection.send(message)
 
 
 def _async(check: object) -> object:

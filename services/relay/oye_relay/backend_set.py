@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from oye_relay.backend_calls import BackendCalls, policy_reply
 from oye_relay.lane import CallLane, LaneCall, Reply
+from oye_relay.legs import Sender
 from oye_relay.message_ids import with_message_id
 from oye_relay.offline_queue import ReplayStore
 from oye_relay.secondary import SecondaryLink
@@ -121,9 +121,7 @@ class BackendSet:
 
     # Backends -> charger.
 
-    async def primary_called(
-        self, upstream: ClientConnection, frame: Frame, message: str | bytes
-    ) -> None:
+    async def primary_called(self, upstream: Sender, frame: Frame, message: str | bytes) -> None:
         """The primary's CALL (its 1.6 ids already mapped): its policy, then the lane."""
         assert frame.action is not None
         if self.primary_policy:

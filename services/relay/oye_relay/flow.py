@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Data
 
-from oye_relay.frame_sink import FrameSink
+from oye_relay.legs import Leg
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,11 @@ class Flow:
 
     def __init__(
         self,
-        source: FrameSink,
+        source: Leg,
         *,
         now: Callable[[Data], bool],
         later: Callable[[Data], Awaitable[None]],
-        destination: Callable[[], FrameSink | None],
+        destination: Callable[[], Leg | None],
         on_error: Callable[[], None],
         name: str,
         high: int = 64,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar, NoReturn
 
@@ -39,6 +40,11 @@ from websockets.typing import Data
 from oye_relay import ws_codec
 
 Sink = Callable[[Data], None]
+
+
+def _retrieve(pong: asyncio.Future[float]) -> None:
+    if not pong.cancelled():
+        pong.exception()
 
 
 def _ignore(message: Data) -> None:
@@ -67,7 +73,7 @@ _AT_EOF = StreamReader.at_eof.__code__
 _NO_LIMIT = 2**63
 
 
-def _between_frames(protocol: Protocol) -> bool:
+def between_frames(protocol: Protocol) -> bool:
     """Whether websockets' parser holds no part of a frame: it waits in ``at_eof()``,
     where every frame starts (a parser that has read a frame's first two bytes may have
     an empty buffer too). The server's and client's parsers reach it through the
@@ -78,7 +84,7 @@ def _between_frames(protocol: Protocol) -> bool:
     return getattr(generator, "gi_code", None) is _AT_EOF
 
 
-def _size_limit(protocol: Protocol) -> int:
+def size_limit(protocol: Protocol) -> int:
     limits = [n for n in (protocol.max_message_size, protocol.max_fragment_size) if n is not None]
     return min(limits, default=_NO_LIMIT)
 
@@ -96,6 +102,8 @@ class FrameSink(Connection):
         "_direct",
         "_direct_soon",
         "_fragments",
+        "_handed_over",
+        "_keepalive_pong",
         "_max_size",
         "_on_writable",
         "_partial",
@@ -135,6 +143,110 @@ class FrameSink(Connection):
         #: The start of a frame not all read yet (direct reading only).
         self._partial: bytearray | None = None
         self._max_size = _NO_LIMIT
+        #: The socket is a :class:`~oye_relay.legs.WebSocketLeg`'s now (see hand_over).
+        self._handed_over = False
+        #: The keepalive's ping not answered yet (keepalive_ping).
+        self._keepalive_pong: asyncio.Future[float] | None = None
+
+    @property
+    def is_client(self) -> bool:
+        """Whether this end masks what it sends (it is the client)."""
+        return not self._masked
+
+    def queued_messages(self) -> list[Data] | None:
+        """The messages websockets has read and queued for ``recv()``, or None when
+        they end in a fragmented message not all read yet."""
+        messages: list[Data] = []
+        fragments: list[Frame] = []
+        for frame in self.recv_messages.frames.queue if self.recv_messages is not DETACHED else ():
+            fragments.append(frame)
+            if frame.fin:
+                data = b"".join(f.data for f in fragments)
+                try:
+                    messages.append(data.decode() if fragments[0].opcode is TEXT else data)
+                except UnicodeDecodeError:
+                    return None  # websockets fails the connection when it is read
+                fragments = []
+        return None if fragments else messages
+
+    def hand_over(self) -> None:
+        """Its socket has gone to a WebSocketLeg: ``close()`` does nothing from now on
+        (websockets' server closes a connection when its handler returns)."""
+        self._handed_over = True
+        self.recv_messages = DETACHED
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if not self._handed_over:
+            await super().close(code, reason)
+
+    @property
+    def close_received(self) -> bool:
+        """Whether the peer sent a close frame (it closed on purpose)."""
+        return self.protocol.close_rcvd is not None
+
+    # Sending without websockets' per-message machinery: ``Connection.send`` enters an
+    # async context manager for every message (state checks, close deadlines, a drain),
+    # about half of what a forwarded frame costs to send. While the connection is open
+    # and nothing waits in its write buffer, none of that is needed: the frame is
+    # written at once, as websockets' own ``broadcast`` does.
+
+    def writable(self) -> bool:
+        """Whether a message may be written at once: the connection is open and its write
+        buffer under the high-water mark (websockets' ``send`` would not wait either)."""
+        return self.protocol.state is State.OPEN and not self.paused
+
+    def write(self, message: str | bytes) -> None:
+        """Write one text (``str``) or binary (``bytes``) message now (only when open)."""
+        # The relay never sends fragmented messages, so no other send can be half-way through.
+        protocol = self.protocol
+        text = isinstance(message, str)
+        payload = message.encode() if isinstance(message, str) else message
+        if protocol.extensions:  # compression: websockets encodes the frame
+            if text:
+                protocol.send_text(payload)
+            else:
+                protocol.send_binary(payload)
+            self.send_data()
+            return
+        # The transport reports socket errors through connection_lost, as for send().
+        self.transport.write(ws_codec.encode(payload, text=text, mask=not self._masked))
+
+    async def send(self, message: Any, *, text: bool | None = None) -> None:
+        """Send one message: at once when open and unblocked, else through websockets'
+        ``send`` (which waits for the buffer to drain and raises ConnectionClosed)."""
+        if (
+            text is None
+            and isinstance(message, str | bytes)
+            and self.protocol.state is State.OPEN
+            and not self.transport.get_write_buffer_size()
+        ):
+            self.write(message)
+            return
+        await super().send(message, text=text)
+
+    # The relay's keepalive (keepalive.py).
+
+    def keepalive_ping(self) -> None:
+        """Send a ping; :meth:`keepalive_answered` tells whether its pong came."""
+        data = os.urandom(4)
+        while data in self.pending_pings:
+            data = os.urandom(4)
+        pong = self.loop.create_future()
+        pong.add_done_callback(_retrieve)  # a closed connection fails it; nobody awaits it
+        # Where websockets looks for the ping a pong answers (acknowledge_pings).
+        self.pending_pings[data] = (pong, self.loop.time())
+        self._keepalive_pong = pong
+        self.protocol.send_ping(data)
+        self.send_data()
+
+    def keepalive_answered(self) -> bool:
+        pong = self._keepalive_pong
+        return pong is not None and pong.done() and not pong.cancelled() and not pong.exception()
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the connection: a close frame now; websockets closes the socket."""
+        self.protocol.fail(code, reason)
+        self.send_data()
 
     def attach(self, sink: Sink) -> None:
         """Hand every later message to ``sink``; messages already queued for ``recv()``
@@ -149,8 +261,8 @@ class FrameSink(Connection):
             self._take(frame, sink)
         protocol = self.protocol
         if not protocol.extensions:  # a compressed or extended frame needs websockets
-            self._max_size = _size_limit(protocol)
-            if _between_frames(protocol):
+            self._max_size = size_limit(protocol)
+            if between_frames(protocol):
                 self._direct = True
             else:
                 self._direct_soon = True
@@ -164,7 +276,7 @@ class FrameSink(Connection):
             self._read_frames(data if partial is None else partial)
             return
         super().data_received(data if partial is None else bytes(partial))
-        if self._direct_soon and _between_frames(self.protocol):
+        if self._direct_soon and between_frames(self.protocol):
             self._direct_soon = False
             self._direct = True
 

@@ -15,12 +15,12 @@ import contextlib
 import heapq
 import itertools
 import logging
-import os
 from collections.abc import AsyncIterator
 
-from websockets.asyncio.connection import Connection
 from websockets.frames import CloseCode
 from websockets.protocol import State
+
+from oye_relay.legs import Leg
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +29,22 @@ _PING, _PONG, _ABORT = 0, 1, 2
 
 
 class Keepalive:
-    """Pings the connections it watches every ``interval`` seconds; fails silent ones."""
+    """Pings the legs it watches every ``interval`` seconds; fails silent ones."""
 
     __slots__ = ("_deadlines", "_order", "_wake", "interval", "timeout")
 
     def __init__(self, *, interval: float, timeout: float) -> None:
         self.interval = interval
         self.timeout = timeout
-        # (when, order, what, connection, pong): ``order`` keeps equal times in FIFO order
-        # and spares comparing connections.
-        self._deadlines: list[tuple[float, int, int, Connection, asyncio.Future[float] | None]] = []
+        # (when, order, what, leg): ``order`` keeps equal times in FIFO order and spares
+        # comparing legs.
+        self._deadlines: list[tuple[float, int, int, Leg]] = []
         self._order = itertools.count()
         self._wake: asyncio.Event | None = None
 
-    def watch(self, connection: Connection) -> None:
-        """Keep ``connection`` alive from now on (until it closes)."""
-        self._push(self._now() + self.interval, _PING, connection, None)
+    def watch(self, leg: Leg) -> None:
+        """Keep ``leg`` alive from now on (until it closes)."""
+        self._push(self._now() + self.interval, _PING, leg)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -60,16 +60,10 @@ class Keepalive:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def _push(
-        self,
-        when: float,
-        what: int,
-        connection: Connection,
-        pong: asyncio.Future[float] | None,
-    ) -> None:
+    def _push(self, when: float, what: int, leg: Leg) -> None:
         deadlines = self._deadlines
-        heapq.heappush(deadlines, (when, next(self._order), what, connection, pong))
-        if deadlines[0][3] is connection and self._wake is not None:
+        heapq.heappush(deadlines, (when, next(self._order), what, leg))
+        if deadlines[0][3] is leg and self._wake is not None:
             self._wake.set()  # the task sleeps until a later deadline
 
     async def _run(self) -> None:
@@ -87,60 +81,39 @@ class Keepalive:
         deadlines = self._deadlines
         now = self._now()
         while deadlines and deadlines[0][0] <= now:
-            when, _, what, connection, pong = heapq.heappop(deadlines)
-            if connection.protocol.state is State.CLOSED:
+            when, _, what, leg = heapq.heappop(deadlines)
+            if leg.state is State.CLOSED:
                 continue
             try:
                 if what == _PING:
-                    self._ping(connection, now)
+                    self._ping(leg, now)
                 elif what == _PONG:
-                    self._check(connection, pong, sent=when - self.timeout, now=now)
+                    self._check(leg, sent=when - self.timeout, now=now)
                 else:  # _ABORT: failed a while ago and still not closed
-                    connection.transport.abort()
+                    leg.transport.abort()
             except Exception:  # one broken connection must not stop the others' keepalive
                 log.exception("keepalive failed for a connection; it is dropped from it")
 
-    def _ping(self, connection: Connection, now: float) -> None:
-        if connection.protocol.state is not State.OPEN:
-            return  # closing: websockets' close timeout takes it from here
-        data = os.urandom(4)
-        while data in connection.pending_pings:
-            data = os.urandom(4)
-        pong = connection.loop.create_future()
-        pong.add_done_callback(_retrieve)  # a closed connection fails it; nobody awaits it
-        # Where websockets looks for the ping a pong answers (acknowledge_pings).
-        connection.pending_pings[data] = (pong, now)
-        connection.protocol.send_ping(data)
-        connection.send_data()
-        self._push(now + self.timeout, _PONG, connection, pong)
+    def _ping(self, leg: Leg, now: float) -> None:
+        if leg.state is not State.OPEN:
+            return  # closing: the close timeout takes it from here
+        leg.keepalive_ping()
+        self._push(now + self.timeout, _PONG, leg)
 
-    def _check(
-        self,
-        connection: Connection,
-        pong: asyncio.Future[float] | None,
-        *,
-        sent: float,
-        now: float,
-    ) -> None:
-        if pong is not None and pong.done():
+    def _check(self, leg: Leg, *, sent: float, now: float) -> None:
+        if leg.keepalive_answered():
             # Like websockets: the next ping an interval after this one was sent (so with
             # a timeout longer than the interval, pings come every ``timeout`` seconds).
-            self._push(max(now, sent + self.interval), _PING, connection, None)
+            self._push(max(now, sent + self.interval), _PING, leg)
             return
-        if connection.protocol.state is not State.OPEN:
+        if leg.state is not State.OPEN:
             return
-        log.info("no pong within %gs from %s; closing it", self.timeout, _peer(connection))
-        connection.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-        connection.send_data()
+        log.info("no pong within %gs from %s; closing it", self.timeout, _peer(leg))
+        leg.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         # A dead peer never completes the closing handshake: another timeout, then abort.
-        self._push(now + self.timeout, _ABORT, connection, None)
+        self._push(now + self.timeout, _ABORT, leg)
 
 
-def _retrieve(pong: asyncio.Future[float]) -> None:
-    if not pong.cancelled():
-        pong.exception()
-
-
-def _peer(connection: Connection) -> str:
-    address = connection.transport.get_extra_info("peername")
+def _peer(leg: Leg) -> str:
+    address = leg.transport.get_extra_info("peername")
     return f"{address[0]}:{address[1]}" if address else "a peer"

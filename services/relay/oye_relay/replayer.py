@@ -18,9 +18,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from oye_relay.legs import Sender
 from oye_relay.offline_queue import ChargerQueue, NatsTrouble, QueuedCall
 from oye_relay.replay_rules import Verdict, is_kept, judge_answer, replay_text
 from oye_relay.traffic import TrafficTap
@@ -91,12 +91,12 @@ class Replayer:
         (call before forwarding)."""
         self.active = self.queue is not None and (self.queue.depth > 0 or not self.queue.settled)
 
-    def start(self, upstream: ClientConnection) -> asyncio.Task[None] | None:
+    def start(self, upstream: Sender) -> asyncio.Task[None] | None:
         if not self.active:
             return None
         return asyncio.create_task(self.run(upstream), name=f"replay {self.charge_point_id!r}")
 
-    async def run(self, upstream: ClientConnection) -> None:
+    async def run(self, upstream: Sender) -> None:
         """Send the CSMS what it missed, one call at a time, then let the session forward."""
         assert self.queue is not None
         queue = self.queue
@@ -148,7 +148,7 @@ class Replayer:
             waiter.set_result((frame, _text(message)))
         return True
 
-    async def _replay_one(self, upstream: ClientConnection, call: QueuedCall) -> None:
+    async def _replay_one(self, upstream: Sender, call: QueuedCall) -> None:
         version = self._version() or "2.0.1"
         try:
             original = parse_frame(call.text)
@@ -203,7 +203,7 @@ class Replayer:
         )
 
     async def _send(
-        self, upstream: ClientConnection, action: str, text: str
+        self, upstream: Sender, action: str, text: str
     ) -> tuple[Frame | None, str | None]:
         """Send one replayed CALL; its answer, or (None, None) when none came in time."""
         sent = parse_frame(text)

@@ -20,6 +20,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -35,9 +36,10 @@ from oye_relay.admission import (
 from oye_relay.authorization import OfflineAuthorization
 from oye_relay.connections import forget_handshake
 from oye_relay.fleet import FleetState
-from oye_relay.frame_sink import RelayClientConnection, RelayServerConnection
+from oye_relay.frame_sink import RelayServerConnection
 from oye_relay.gatekeeper import Gatekeeper
 from oye_relay.keepalive import Keepalive
+from oye_relay.legs import Leg, take_over
 from oye_relay.live_config import LiveConfig
 from oye_relay.metrics import RelayMetrics
 from oye_relay.offline_queue import NATS_TIMEOUT, ChargerQueue, NatsTrouble, ReplayStore
@@ -54,7 +56,7 @@ from oye_relay.upstream import (
     UpstreamOptions,
     UpstreamRefused,
     UpstreamUnreachable,
-    open_upstream,
+    open_upstream_leg,
 )
 from oye_shared.headers import now_rfc3339
 from oye_shared.kv import get_entry
@@ -79,7 +81,7 @@ class Handshake:
     authorization: str | None
     user_agent: str | None
     upstream_options: UpstreamOptions | None = None
-    upstream: RelayClientConnection | None = None
+    upstream: Leg | None = None
     #: What an earlier connection left for the CSMS (offline replay), read meanwhile.
     backlog: Backlog | None = None
     transaction_map: TransactionMap | None = None
@@ -114,6 +116,8 @@ class Relay:
         self.gate.on_approved = self._approved
         self._pending: dict[str, ServerConnection] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        #: The chargers whose session runs in a task of its own (see _handle).
+        self._running: dict[asyncio.Task[None], Leg] = {}
         #: The offline replay queues and 1.6 transaction maps, once NATS is there.
         self.replay_store: ReplayStore | None = None
         self.fleet = FleetState(
@@ -224,7 +228,7 @@ class Relay:
             # Read during the CSMS's handshake, so no frame ever waits for it.
             replay_state = asyncio.create_task(self._replay_state(handshake))
             try:
-                handshake.upstream = await open_upstream(
+                handshake.upstream = await open_upstream_leg(
                     handshake.upstream_options,
                     found,
                     subprotocols=handshake.offered,
@@ -321,7 +325,7 @@ class Relay:
             return None
         if handshake.upstream is not None:
             chosen = handshake.upstream.subprotocol
-            return chosen if chosen in handshake.offered else None
+            return Subprotocol(chosen) if chosen and chosen in handshake.offered else None
         return (
             Subprotocol(token)
             if (token := choose_standalone_subprotocol(handshake.offered))
@@ -346,22 +350,36 @@ class Relay:
 
     # The connection.
 
-    async def _handle(self, charger: ServerConnection) -> None:
-        handshake = self._handshakes.pop(charger)
-        forget_handshake(charger)  # what the session needs is in ``handshake``
-        self.keepalive.watch(charger)
-        try:
-            if charger.subprotocol is None and (handshake.offered or handshake.upstream is None):
-                # No common subprotocol: the handshake completed without one; close (OCPP-J).
+    async def _handle(self, connection: ServerConnection) -> None:
+        handshake = self._handshakes.pop(connection)
+        forget_handshake(connection)  # what the session needs is in ``handshake``
+        if connection.subprotocol is None and (handshake.offered or handshake.upstream is None):
+            # No common subprotocol: the handshake completed without one; close (OCPP-J).
+            try:
                 if handshake.upstream is not None:
                     await handshake.upstream.close(1000, "no common subprotocol")
-                await charger.close(1002, "no common OCPP subprotocol")
-            elif handshake.pending:
-                await self._hold_pending(charger, handshake)
-            else:
-                await self._relay(charger, handshake)
-        finally:
-            self._disconnected(handshake.remote_host)
+                await connection.close(1002, "no common OCPP subprotocol")
+            finally:
+                self._disconnected(handshake.remote_host)
+            return
+        assert isinstance(connection, RelayServerConnection)  # serve(create_connection=...)
+        if handshake.pending:
+            self.keepalive.watch(connection)
+            try:
+                await self._hold_pending(connection, handshake)
+            finally:
+                self._disconnected(handshake.remote_host)
+            return
+        charger = take_over(connection)
+        self.keepalive.watch(charger)
+        if charger is connection:  # still websockets': it closes when this handler returns
+            await self._relay(charger, handshake)
+            return
+        # The socket is the leg's: this handler (a task, its coroutines and websockets'
+        # connection objects) need not last as long as the charger stays.
+        task = asyncio.create_task(self._relay(charger, handshake))
+        self._running[task] = charger
+        task.add_done_callback(self._running.pop)
 
     async def _hold_pending(self, charger: ServerConnection, handshake: Handshake) -> None:
         cp = handshake.charge_point_id
@@ -392,8 +410,16 @@ class Relay:
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
 
-    async def _relay(self, charger: ServerConnection, handshake: Handshake) -> None:
-        assert isinstance(charger, RelayServerConnection)  # serve(create_connection=...)
+    async def _relay(self, charger: Leg, handshake: Handshake) -> None:
+        try:
+            await self._run_session(charger, handshake)
+        except Exception:  # as websockets logs a handler that failed
+            log.exception("%r: the session failed", handshake.charge_point_id)
+            await charger.close(CloseCode.INTERNAL_ERROR)
+        finally:
+            self._disconnected(handshake.remote_host)
+
+    async def _run_session(self, charger: Leg, handshake: Handshake) -> None:
         cp = handshake.charge_point_id
         session_id = uuid.uuid4().hex
         remote = _remote_address(charger)
@@ -511,11 +537,18 @@ class Relay:
             return self.sessions[charge_point_id]
 
     async def close_all(self) -> None:
-        """Close every charger with 1001 (going away), as a shutting-down server must."""
+        """Close every charger with 1001 (going away), as a shutting-down server must,
+        and wait until their sessions have ended."""
         sessions = list(self.sessions.values())
         for session in sessions:
             with contextlib.suppress(Exception):
                 await session.close(1001, "proxy shutting down")
+        # Chargers whose session was still starting; the rest are closed already.
+        for charger in list(self._running.values()):
+            with contextlib.suppress(Exception):
+                await charger.close(1001, "proxy shutting down")
+        if self._running:
+            await asyncio.wait(list(self._running))
 
 
 def _upstream_state(session: ChargerSession) -> str:
@@ -529,7 +562,7 @@ def _remote_host(connection: ServerConnection) -> str:
     return str(address[0]) if address else ""
 
 
-def _remote_address(connection: ServerConnection) -> str | None:
+def _remote_address(connection: Leg) -> str | None:
     address = connection.remote_address
     if not address:
         return None

@@ -25,17 +25,16 @@ from websockets.frames import CloseCode
 from websockets.protocol import State
 from websockets.typing import Data
 
-from oye_relay import sending
 from oye_relay.authorization import OfflineAuthorization
 from oye_relay.auto_charge import remote_start_for
 from oye_relay.backend_set import BackendSet
 from oye_relay.calls import PendingCalls
 from oye_relay.flow import Flow
-from oye_relay.frame_sink import FrameSink, RelayClientConnection, RelayServerConnection
 from oye_relay.inject_endpoint import InjectEndpoint
 from oye_relay.injection import Injector
 from oye_relay.lane import CallLane, LaneCall, Origin, Reply
 from oye_relay.lane_keeper import LaneKeeper
+from oye_relay.legs import Leg
 from oye_relay.limit_keeper import LimitKeeper, is_accepted_boot, no_stored_limit
 from oye_relay.offline import offline_answer
 from oye_relay.offline_queue import ChargerQueue, ReplayStore
@@ -52,7 +51,7 @@ from oye_relay.upstream import (
     UpstreamOptions,
     UpstreamRefused,
     UpstreamUnreachable,
-    open_upstream,
+    open_upstream_leg,
 )
 from oye_shared.backends import Policy, SecondaryBackend
 from oye_shared.frames import Frame, FrameError, call_error_frame, parse_frame
@@ -127,10 +126,10 @@ class ChargerSession:
     def __init__(
         self,
         *,
-        charger: RelayServerConnection,
+        charger: Leg,
         charge_point_id: str,
         tap: TrafficTap,
-        upstream: RelayClientConnection | None,
+        upstream: Leg | None,
         upstream_options: UpstreamOptions | None,
         current_upstream_options: Callable[[], UpstreamOptions | None],
         offered_subprotocols: Sequence[str],
@@ -337,7 +336,7 @@ class ChargerSession:
         if self._cut_off:
             return True  # dropped: the charger's close frame is behind its flood
         upstream = self.upstream
-        if upstream is None or not sending.writable(upstream):
+        if upstream is None or not upstream.writable():
             return False
         parsed = inspect(message)
         if isinstance(parsed, Frame):
@@ -350,7 +349,7 @@ class ChargerSession:
                 return True
             parsed, message = taken
             self.backends.charger_sent(message, parsed)
-        sending.write(upstream, self._towards_csms(message, parsed))
+        upstream.write(self._towards_csms(message, parsed))
         # Published once on its way: its answer cannot come before this callback returns.
         action = track(parsed, self.charger_calls, self.csms_calls)
         self.tap.frame(Direction.UPSTREAM, message, parsed, action=action)
@@ -512,7 +511,7 @@ class ChargerSession:
         if self.tracker.to_charger(answer_frame):
             self._state_changed(self.tracker.state)
         self.backends.charger_answered(answer_frame)
-        await sending.send(self.charger, text)
+        await self.charger.send(text)
         if is_accepted_boot(frame.action, answer_frame):
             self.limits.boot_accepted(
                 by_proxy=True, csms_configured=self.upstream_options is not None
@@ -527,7 +526,7 @@ class ChargerSession:
         is_call = isinstance(parsed, Frame) and parsed.is_call
         if upstream is not None and not (self.replayer.active and is_call):
             try:
-                await sending.send(upstream, self._towards_csms(message, parsed))
+                await upstream.send(self._towards_csms(message, parsed))
                 return
             except ConnectionClosed:
                 log.warning("%r: CSMS dropped while forwarding a frame", self.charge_point_id)
@@ -562,7 +561,7 @@ class ChargerSession:
                 return  # the charger is gone; run() closes the upstream
             self.upstream = None
             code = upstream.close_code
-            if upstream.protocol.close_rcvd is not None and code in DELIBERATE_CLOSE_CODES:
+            if upstream.close_received and code in DELIBERATE_CLOSE_CODES:
                 log.info("%r: CSMS closed the connection (%s)", self.charge_point_id, code)
                 await self.charger.close(mirror_close_code(code), upstream.close_reason or "")
                 return
@@ -595,7 +594,7 @@ class ChargerSession:
                 log.info("%r: forwarding is off now; answering here", self.charge_point_id)
                 return False
             try:
-                upstream = await open_upstream(
+                upstream = await open_upstream_leg(
                     options,
                     self.charge_point_id,
                     subprotocols=offer,
@@ -629,7 +628,7 @@ class ChargerSession:
                 return True
             await asyncio.sleep(backoff.next_delay())
 
-    async def _pump_upstream(self, upstream: RelayClientConnection) -> None:
+    async def _pump_upstream(self, upstream: Leg) -> None:
         """Relay CSMS -> charger until this upstream's socket ends and its frames are through."""
         flow = Flow(
             upstream,
@@ -650,7 +649,7 @@ class ChargerSession:
         """Forward a CSMS frame at once when nothing on its way waits (nearly always);
         False, with nothing changed, when it must go through :meth:`_from_upstream`."""
         charger = self.charger
-        if not sending.writable(charger):
+        if not charger.writable():
             return False
         parsed = inspect(message)
         if isinstance(parsed, Frame):
@@ -658,7 +657,7 @@ class ChargerSession:
                 return False  # the lane towards the charger may have to wait
             if self.replayer.take_answer(parsed, message):
                 return True
-        sending.write(charger, message)
+        charger.write(message)
         action = self._to_charger(message, parsed)  # published once on its way, as above
         if isinstance(parsed, Frame):
             self.backends.charger_answered(parsed)
@@ -666,7 +665,7 @@ class ChargerSession:
             self.limits.boot_accepted(by_proxy=False, csms_configured=True)
         return True
 
-    async def _from_upstream(self, upstream: RelayClientConnection, message: Data) -> None:
+    async def _from_upstream(self, upstream: Leg, message: Data) -> None:
         """A CSMS frame, whatever it needs waited for."""
         parsed = inspect(message)
         if isinstance(parsed, Frame) and self.replayer.take_answer(parsed, message):
@@ -680,7 +679,7 @@ class ChargerSession:
             return
         if isinstance(parsed, Frame):
             self.backends.charger_answered(parsed)
-        await sending.send(self.charger, message)
+        await self.charger.send(message)
         if isinstance(parsed, Frame) and is_accepted_boot(action, parsed):
             self.limits.boot_accepted(by_proxy=False, csms_configured=True)
 
@@ -693,7 +692,7 @@ class ChargerSession:
             self._state_changed(self.tracker.state)
         return action
 
-    def _close_failed(self, connection: FrameSink) -> None:
+    def _close_failed(self, connection: Leg) -> None:
         """A frame met a bug of the relay's: close that leg as websockets closes the
         connection of a handler that raised (the error is logged)."""
         self._track(connection.close(CloseCode.INTERNAL_ERROR))
@@ -707,7 +706,7 @@ class ChargerSession:
             )
         self.lane_keeper.sent(call)
         try:
-            await sending.send(self.charger, call.text)
+            await self.charger.send(call.text)
         except ConnectionClosed:
             call.settle(None)
 

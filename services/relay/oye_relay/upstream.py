@@ -22,6 +22,7 @@ from websockets.typing import Subprotocol
 from oye_relay.connections import forget_handshake
 from oye_relay.frame_sink import RelayClientConnection
 from oye_relay.keepalive import Keepalive
+from oye_relay.legs import Leg, take_over
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,25 @@ async def open_upstream(
     user_agent: str | None,
 ) -> RelayClientConnection:
     """Open the upstream leg, or raise :class:`UpstreamRefused` / :class:`UpstreamUnreachable`."""
+    upstream = await _connect(
+        options,
+        charge_point_id,
+        subprotocols=subprotocols,
+        authorization=authorization,
+        user_agent=user_agent,
+    )
+    options.keepalive.watch(upstream)
+    return upstream
+
+
+async def _connect(
+    options: UpstreamOptions,
+    charge_point_id: str,
+    *,
+    subprotocols: Sequence[str],
+    authorization: str | None,
+    user_agent: str | None,
+) -> RelayClientConnection:
     headers = {"Authorization": authorization} if authorization else None
     try:
         upstream = await connect(
@@ -109,8 +129,28 @@ async def open_upstream(
         raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
     forget_handshake(upstream)
     assert isinstance(upstream, RelayClientConnection)
-    options.keepalive.watch(upstream)
     return upstream
+
+
+async def open_upstream_leg(
+    options: UpstreamOptions,
+    charge_point_id: str,
+    *,
+    subprotocols: Sequence[str],
+    authorization: str | None,
+    user_agent: str | None,
+) -> Leg:
+    """:func:`open_upstream`, as a leg of the relay's own once open (legs.py)."""
+    upstream = await _connect(
+        options,
+        charge_point_id,
+        subprotocols=subprotocols,
+        authorization=authorization,
+        user_agent=user_agent,
+    )
+    leg = take_over(upstream)
+    options.keepalive.watch(leg)
+    return leg
 
 
 class Backoff:

@@ -31,7 +31,12 @@ _FIN: Final = 0x80
 _RESERVED: Final = 0x70
 _OPCODE: Final = 0x0F
 _MASK: Final = 0x80
-_KNOWN_OPCODES: Final = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
+#: The opcodes of RFC 6455 (continuation, text, binary, close, ping, pong).
+CONTINUATION: Final = 0x0
+CLOSE: Final = 0x8
+PING: Final = 0x9
+PONG: Final = 0xA
+_KNOWN_OPCODES: Final = frozenset((CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG))
 
 
 def scan(
@@ -86,8 +91,13 @@ def unmask(buffer: bytes | bytearray, payload_start: int, end: int) -> bytes:
 
 def encode(payload: bytes, *, text: bool, mask: bool) -> bytes:
     """One whole, unfragmented message as a frame; ``mask``: as a client must send it."""
+    return encode_frame(TEXT if text else BINARY, payload, mask=mask)
+
+
+def encode_frame(opcode: int, payload: bytes, *, mask: bool) -> bytes:
+    """One final frame (FIN set) with ``opcode``: a data frame or a control frame."""
     length = len(payload)
-    first = _FIN | (TEXT if text else BINARY)
+    first = _FIN | opcode
     mask_bit = _MASK if mask else 0
     if length < 126:
         header = bytes((first, mask_bit | length))
@@ -100,3 +110,61 @@ def encode(payload: bytes, *, text: bool, mask: bool) -> bytes:
     # A fresh unpredictable mask per frame, as RFC 6455 5.3 requires (and websockets does).
     key = os.urandom(4)
     return header + key + apply_mask(payload, key)
+
+
+def refusal(
+    buffer: bytes | bytearray, start: int, *, masked: bool, max_size: int
+) -> tuple[int, str]:
+    """Why the frame at ``start``, which :func:`scan` found FOREIGN, fails the connection:
+    the close code and reason websockets gives for it (1002, or 1009 for its size)."""
+    first = buffer[start]
+    second = buffer[start + 1]
+    opcode = first & _OPCODE
+    if first & _RESERVED:
+        return 1002, "reserved bits must be 0"
+    if opcode not in _KNOWN_OPCODES:
+        return 1002, f"invalid opcode: {opcode}"
+    if bool(second & _MASK) is not masked:
+        return 1002, "incorrect masking"
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(buffer[start + 2 : start + 4])
+    elif length == 127:
+        length = int.from_bytes(buffer[start + 2 : start + 10])
+    return 1009, f"over size limit ({length} > {max_size} bytes)"
+
+
+#: Close codes a peer may send (RFC 6455 7.4; 1004-1006 and 1015 are never sent).
+_SENDABLE_CLOSE_CODES: Final = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015)))
+
+
+class BadClose(Exception):
+    """A close frame that fails the connection: ``code`` and ``reason`` to fail it with."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """The code and reason of a received close frame (1005 when it has none); raises
+    :class:`BadClose` for a payload RFC 6455 forbids."""
+    if not payload:
+        return 1005, ""
+    if len(payload) == 1:
+        raise BadClose(1002, "close frame too short")
+    code = int.from_bytes(payload[:2])
+    if code not in _SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
+        raise BadClose(1002, f"invalid status code: {code}")
+    try:
+        reason = payload[2:].decode()
+    except UnicodeDecodeError as exc:
+        raise BadClose(1007, f"{exc.reason} at position {exc.start}") from exc
+    return code, reason
+
+
+def close_payload(code: int, reason: str) -> bytes:
+    """A close frame's payload; the reason is cut to what fits in a control frame."""
+    encoded = reason.encode()[:123]
+    return code.to_bytes(2) + encoded.decode(errors="ignore").encode()
