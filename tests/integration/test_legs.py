@@ -356,20 +356,64 @@ async def test_wait_closed_ends_with_the_connection_and_a_cancelled_waiter_ends_
         await second
 
 
-async def test_a_compressed_connection_stays_websockets_own() -> None:
+@pytest.mark.parametrize("length", [10, 5_000, 200_000])
+async def test_compressed_messages_go_both_ways_whole_and_fragmented(length: int) -> None:
+    """permessage-deflate (websockets' default on both ends): the leg uses the extension
+    websockets negotiated, its compression context carried on from the handshake."""
+    text = ("é" * length)[:length]
+    accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
+
+    async def csms_end(connection: ServerConnection) -> None:
+        await accepted.put(connection)
+        await connection.wait_closed()
+
+    async with serve(csms_end, "127.0.0.1", 0, max_size=None) as csms:
+        port = csms.sockets[0].getsockname()[1]
+        upstream = await connect(
+            f"ws://127.0.0.1:{port}", create_connection=RelayClientConnection, max_size=None
+        )
+        assert isinstance(upstream, RelayClientConnection)
+        assert upstream.protocol.extensions
+        leg = take_over(upstream)
+        assert isinstance(leg, WebSocketLeg)
+        peer = await accepted.get()
+        inbox = Inbox()
+        leg.attach(inbox)
+        for _ in range(2):  # the second time with the contexts the first one left
+            leg.write(text)
+            await leg.send(text.encode())
+            assert await peer.recv() == text
+            assert await peer.recv() == text.encode()
+            await peer.send(text)
+            await peer.send([text[: length // 2], text[length // 2 :]])  # fragmented
+        assert await inbox.holding(4) == [text] * 4
+        await leg.close()
+        await peer.wait_closed()
+        assert peer.close_code == 1000
+
+
+async def test_a_compressed_message_over_max_size_once_inflated_fails_with_1009() -> None:
     async def handler(connection: ServerConnection) -> None:
         assert isinstance(connection, RelayServerConnection)
-        assert take_over(connection) is connection
-        connection.attach(lambda message: None)
-        await connection.close()
+        leg = take_over(connection)
+        assert isinstance(leg, WebSocketLeg)
+        inbox = Inbox()
+        leg.attach(inbox)
+        await leg.wait_closed()
+        assert inbox.messages == ["small"]
 
     async with serve(
-        handler, "127.0.0.1", 0, create_connection=RelayServerConnection
-    ) as server:  # permessage-deflate by default, on both ends
+        handler, "127.0.0.1", 0, create_connection=RelayServerConnection, max_size=1_000
+    ) as server:
         port = server.sockets[0].getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}") as client:
-            with pytest.raises(ConnectionClosedOK):
+            assert client.protocol.extensions
+            await client.send("small")
+            await client.send("x" * 100_000)  # a few hundred bytes on the wire
+            with pytest.raises(ConnectionClosedError) as closed:
                 await client.recv()
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1009
 
 
 def _async(check: Any) -> Any:

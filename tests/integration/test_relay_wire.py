@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 
 import pytest
@@ -11,6 +12,8 @@ from nats.aio.client import Client
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from oye_relay.frame_sink import RelayClientConnection, RelayServerConnection
+from oye_relay.legs import WebSocketLeg
 from oye_shared import headers as h
 from oye_shared.settings import Settings
 from oye_shared.subjects import Subjects, encode_token
@@ -376,3 +379,34 @@ async def test_frames_behind_a_refused_call_keep_their_order(settings: Settings)
         connected = await csms.wait_connection("CP-ORDER")
         received = await csms.wait_received(connected, len(forwarded))
     assert received == forwarded
+
+
+def alive(kind: type) -> list[object]:
+    gc.collect()  # websockets' protocol and its parser's generator refer to each other
+    return [thing for thing in gc.get_objects() if isinstance(thing, kind)]
+
+
+async def test_both_legs_are_the_relays_own_and_websockets_connections_are_let_go(
+    settings: Settings,
+) -> None:
+    """What keeps a charger's memory down (docs/PERFORMANCE.md): once open, neither
+    leg is a websockets connection any more, nor does a handler task wait for it;
+    with or without permessage-deflate."""
+    async with (
+        RawCsms() as csms,
+        relay_running(upstream_to(settings, csms)) as relay,
+        connect(relay.url("CP-plain"), subprotocols=["ocpp1.6"], compression=None) as plain,  # type: ignore[list-item]
+        connect(relay.url("CP-deflate"), subprotocols=["ocpp1.6"]) as deflate,  # type: ignore[list-item]
+    ):
+        for charger, cp in ((plain, "CP-plain"), (deflate, "CP-deflate")):
+            connected = await csms.wait_connection(cp)
+            await charger.send('[2,"m1","Heartbeat",{}]')
+            assert json.loads(await charger.recv())[:2] == [3, "m1"]
+            await connected.connection.send('[2,"c1","Reset",{"type":"Soft"}]')
+            assert await charger.recv() == '[2,"c1","Reset",{"type":"Soft"}]'
+            await charger.send('[3,"c1",{"status":"Accepted"}]')
+            assert (await csms.wait_received(connected, 2))[1] == '[3,"c1",{"status":"Accepted"}]'
+        # Both chargers' legs and their upstreams (which compress: websockets' default).
+        assert len(alive(WebSocketLeg)) == 4
+        assert not alive(RelayServerConnection)
+        assert not alive(RelayClientConnection)

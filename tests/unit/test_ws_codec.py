@@ -112,3 +112,62 @@ def test_a_client_refuses_a_masked_frame_too() -> None:
 def test_a_message_of_exactly_max_size_is_whole() -> None:
     wire = Frame(Opcode.BINARY, b"x" * 1024).serialize(mask=True)
     assert ws_codec.scan(wire, 0, masked=True, max_size=1024)[0] == ws_codec.BINARY
+
+
+@pytest.mark.parametrize("opcode", [Opcode.CLOSE, Opcode.PING, Opcode.PONG, Opcode.TEXT])
+@pytest.mark.parametrize("mask", [True, False], ids=["masked", "unmasked"])
+def test_an_encoded_frame_of_any_opcode_is_what_websockets_reads(
+    opcode: Opcode, mask: bool
+) -> None:
+    payload = (1000).to_bytes(2) + b"bye" if opcode is Opcode.CLOSE else b"data"
+    frame = websockets_parse(ws_codec.encode_frame(opcode, payload, mask=mask), mask=mask)
+    assert (frame.opcode, frame.data, frame.fin) == (opcode, payload, True)
+
+
+def test_with_an_extension_a_frame_with_reserved_bits_is_for_it_to_decode() -> None:
+    compressed = bytes([0xC1, 0x03]) + b"abc"  # FIN, RSV1, text: permessage-deflate's
+    assert ws_codec.scan(compressed, 0, masked=False, max_size=100)[0] == ws_codec.FOREIGN
+    assert ws_codec.scan(compressed, 0, masked=False, max_size=100, extended=True) == (
+        ws_codec.OTHER,
+        2,
+        5,
+    )
+    plain = bytes([0x81, 0x03]) + b"abc"
+    assert ws_codec.scan(plain, 0, masked=False, max_size=100, extended=True)[0] == ws_codec.TEXT
+
+
+@pytest.mark.parametrize(
+    ("wire", "refusal"),
+    [
+        (bytes([0xC1, 0x80, 0, 0, 0, 0]), (1002, "reserved bits must be 0")),
+        (bytes([0x83, 0x80, 0, 0, 0, 0]), (1002, "invalid opcode: 3")),
+        (bytes([0x81, 0x00]), (1002, "incorrect masking")),
+        (bytes([0x81, 0xFE, 0x01, 0x00]), (1009, "over size limit (256 > 100 bytes)")),
+        (bytes([0x81, 0xFF]) + (70_000).to_bytes(8), (1009, "over size limit (70000 > 100 bytes)")),
+    ],
+)
+def test_the_refusal_of_a_foreign_frame_is_websockets_code_and_reason(
+    wire: bytes, refusal: tuple[int, str]
+) -> None:
+    assert ws_codec.scan(wire, 0, masked=True, max_size=100)[0] == ws_codec.FOREIGN
+    assert ws_codec.refusal(wire, 0, masked=True, max_size=100) == refusal
+
+
+def test_a_close_frame_gives_its_code_and_reason_or_fails() -> None:
+    assert ws_codec.parse_close(b"") == (1005, "")
+    assert ws_codec.parse_close((4001).to_bytes(2) + "bye é".encode()) == (4001, "bye é")
+    for payload, code in [
+        (b"\x03", 1002),
+        ((1005).to_bytes(2), 1002),  # never sent: it means "no code"
+        ((2999).to_bytes(2), 1002),
+        ((1000).to_bytes(2) + b"\xff", 1007),
+    ]:
+        with pytest.raises(ws_codec.BadClose) as bad:
+            ws_codec.parse_close(payload)
+        assert bad.value.code == code
+
+
+def test_a_close_reason_is_cut_to_fit_a_control_frame_without_splitting_a_character() -> None:
+    payload = ws_codec.close_payload(1001, "é" * 100)
+    assert len(payload) <= 125
+    assert ws_codec.parse_close(payload) == (1001, "é" * 61)

@@ -70,7 +70,7 @@ class _Detached(Assembler):
 DETACHED = _Detached()
 
 _AT_EOF = StreamReader.at_eof.__code__
-_NO_LIMIT = 2**63
+NO_LIMIT = 2**63
 
 
 def between_frames(protocol: Protocol) -> bool:
@@ -86,7 +86,7 @@ def between_frames(protocol: Protocol) -> bool:
 
 def size_limit(protocol: Protocol) -> int:
     limits = [n for n in (protocol.max_message_size, protocol.max_fragment_size) if n is not None]
-    return min(limits, default=_NO_LIMIT)
+    return min(limits, default=NO_LIMIT)
 
 
 class FrameSink(Connection):
@@ -142,7 +142,7 @@ class FrameSink(Connection):
         self._direct_soon = False
         #: The start of a frame not all read yet (direct reading only).
         self._partial: bytearray | None = None
-        self._max_size = _NO_LIMIT
+        self._max_size = NO_LIMIT
         #: The socket is a :class:`~oye_relay.legs.WebSocketLeg`'s now (see hand_over).
         self._handed_over = False
         #: The keepalive's ping not answered yet (keepalive_ping).

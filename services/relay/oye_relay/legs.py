@@ -8,10 +8,13 @@ the handshake, :func:`take_over` swaps in a :class:`WebSocketLeg` as the transpo
 protocol: frames are read and written with :mod:`oye_relay.ws_codec`, and the rest of
 RFC 6455 a relay needs is here: fragments, ping and pong, the closing handshake (with
 ``close_timeout``), and failing the connection (1002, 1007, 1009) as websockets would.
+permessage-deflate, when negotiated, is websockets' own extension object, its
+compression contexts carried on from where websockets left them.
 
 A connection that cannot be taken over stays websockets' own (:class:`FrameSink`):
-one with an extension (permessage-deflate), one not open any more, or one whose parser
-is inside a frame. Both kinds do what :class:`Leg` names, and the relay uses only that.
+one not open any more, or one whose parser is inside a frame or a fragmented message
+(frames that came with the handshake, cut short). Both kinds do what :class:`Leg`
+names, and the relay uses only that.
 """
 
 from __future__ import annotations
@@ -19,16 +22,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import Close
+from websockets.exceptions import ConnectionClosed, PayloadTooBig, ProtocolError
+from websockets.extensions import Extension
+from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
 from websockets.typing import Data
 
 from oye_relay import ws_codec
-from oye_relay.frame_sink import FrameSink, between_frames, size_limit
+from oye_relay.frame_sink import NO_LIMIT, FrameSink, between_frames, size_limit
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +95,7 @@ def take_over(connection: FrameSink) -> Leg:
     protocol = connection.protocol
     transport = connection.transport
     if (
-        protocol.extensions
-        or protocol.state is not OPEN
+        protocol.state is not OPEN
         or transport is None
         or transport.is_closing()
         or not between_frames(protocol)
@@ -109,6 +112,7 @@ def take_over(connection: FrameSink) -> Leg:
         close_timeout=connection.close_timeout,
         paused=connection.paused,
         queued=queued,
+        extensions=protocol.extensions,
     )
     connection.hand_over()
     transport.set_protocol(leg)
@@ -126,6 +130,7 @@ class WebSocketLeg(asyncio.Protocol):
         "_close_timer",
         "_closed_waiters",
         "_drain_waiters",
+        "_extensions",
         "_fragments",
         "_fragments_size",
         "_max_size",
@@ -150,8 +155,11 @@ class WebSocketLeg(asyncio.Protocol):
         close_timeout: float | None,
         paused: bool = False,
         queued: list[Data] | None = None,
+        extensions: Sequence[Extension] = (),
     ) -> None:
         self.transport = transport
+        #: permessage-deflate, as negotiated in the handshake (None: no extension).
+        self._extensions = list(extensions) or None
         #: A client masks what it sends; a server reads masked frames only.
         self._client = client
         self.subprotocol = subprotocol
@@ -226,12 +234,15 @@ class WebSocketLeg(asyncio.Protocol):
         """Handle every whole frame in ``data`` and keep the start of the next one."""
         masked = not self._client
         max_size = self._max_size
+        extended = self._extensions is not None
         start = 0
         size = len(data)
         while start < size:
             if self._sink is _ignore:  # a close frame came, or we failed: read no more
                 return
-            kind, payload_start, end = ws_codec.scan(data, start, masked=masked, max_size=max_size)
+            kind, payload_start, end = ws_codec.scan(
+                data, start, masked=masked, max_size=max_size, extended=extended
+            )
             if kind == ws_codec.INCOMPLETE:
                 self._partial = (
                     data if start == 0 and isinstance(data, bytearray) else bytearray(data[start:])
@@ -253,7 +264,12 @@ class WebSocketLeg(asyncio.Protocol):
             start = end
 
     def _other_frame(self, first: int, payload: bytes) -> None:
-        """A control frame, or a fragment of a message."""
+        """A control frame, a fragment of a message, or a frame an extension decodes."""
+        if self._extensions is not None:
+            decoded = self._decoded(first, payload)
+            if decoded is None:
+                return
+            first, payload = decoded
         opcode = first & 0x0F
         final = bool(first & 0x80)
         if opcode >= ws_codec.CLOSE:
@@ -293,6 +309,32 @@ class WebSocketLeg(asyncio.Protocol):
             self._fragments = None
             self._deliver(fragments[0][0] == ws_codec.TEXT, b"".join(fragments[1:]))
 
+    def _decoded(self, first: int, payload: bytes) -> tuple[int, bytes] | None:
+        """The frame as the extensions decode it (decompressed), or None once failed."""
+        assert self._extensions is not None
+        frame = Frame(
+            Opcode(first & 0x0F),
+            payload,
+            bool(first & 0x80),
+            bool(first & 0x40),
+            bool(first & 0x20),
+            bool(first & 0x10),
+        )
+        room = self._max_size - (self._fragments_size if self._fragments is not None else 0)
+        try:
+            for extension in reversed(self._extensions):
+                frame = extension.decode(frame, max_size=room if room < NO_LIMIT else None)
+        except PayloadTooBig:
+            self.fail(1009, f"over size limit (> {self._max_size} bytes)")
+            return None
+        except ProtocolError as exc:
+            self.fail(1002, str(exc))
+            return None
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            self.fail(1002, "reserved bits must be 0")
+            return None
+        return (0x80 if frame.fin else 0) | frame.opcode, bytes(frame.data)
+
     def _deliver(self, text: bool, payload: bytes) -> None:
         message: Data
         if text:
@@ -325,6 +367,12 @@ class WebSocketLeg(asyncio.Protocol):
 
     def write(self, message: str | bytes) -> None:
         """Write one text (``str``) or binary (``bytes``) message now (only when open)."""
+        if self._extensions is not None:  # compressed by permessage-deflate
+            opcode = Opcode.TEXT if isinstance(message, str) else Opcode.BINARY
+            payload = message.encode() if isinstance(message, str) else message
+            frame = Frame(opcode, payload).serialize(mask=self._client, extensions=self._extensions)
+            self.transport.write(frame)
+            return
         if isinstance(message, str):
             frame = ws_codec.encode(message.encode(), text=True, mask=self._client)
         else:

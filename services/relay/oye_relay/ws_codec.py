@@ -40,11 +40,18 @@ _KNOWN_OPCODES: Final = frozenset((CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG
 
 
 def scan(
-    buffer: bytes | bytearray, start: int, *, masked: bool, max_size: int
+    buffer: bytes | bytearray,
+    start: int,
+    *,
+    masked: bool,
+    max_size: int,
+    extended: bool = False,
 ) -> tuple[int, int, int]:
     """Look at the frame that begins at ``start``: ``(kind, payload_start, end)``.
 
     ``masked``: whether frames must be masked (a server reads masked frames only).
+    ``extended``: an extension was negotiated, so reserved bits may be set (such a
+    frame is OTHER: its extension decodes it).
     ``kind`` is one of the constants above; ``payload_start`` and ``end`` delimit the
     (still masked) payload of TEXT, BINARY and OTHER frames, and ``end`` is where the
     next frame begins. For INCOMPLETE and FOREIGN both are 0.
@@ -55,7 +62,12 @@ def scan(
     first = buffer[start]
     second = buffer[start + 1]
     opcode = first & _OPCODE
-    if first & _RESERVED or opcode not in _KNOWN_OPCODES or bool(second & _MASK) is not masked:
+    reserved = first & _RESERVED
+    if (
+        (reserved and not extended)
+        or opcode not in _KNOWN_OPCODES
+        or bool(second & _MASK) is not masked
+    ):
         return FOREIGN, 0, 0
     length = second & 0x7F
     header = 2
@@ -77,7 +89,7 @@ def scan(
         return INCOMPLETE, 0, 0
     payload_start = start + header
     end = payload_start + length
-    if first & _FIN and opcode in (TEXT, BINARY):
+    if first & _FIN and opcode in (TEXT, BINARY) and not reserved:
         return opcode, payload_start, end
     return OTHER, payload_start, end
 
