@@ -421,3 +421,27 @@ def _async(check: Any) -> Any:
         return check()
 
     return checked
+
+
+async def test_on_closed_is_called_once_the_connection_is_gone_or_soon_if_it_is() -> None:
+    async with server_leg() as (leg, client):
+        leg.attach(Inbox())
+        closed = asyncio.Event()
+        leg.on_closed(closed.set)
+        await client.send("still open")
+        await round_trip(client)
+        assert not closed.is_set()
+        await client.close()
+        await closed.wait()
+        late = asyncio.Event()
+        leg.on_closed(late.set)
+        await late.wait()
+    async with linked(RelayServerConnection) as (server, client):
+        assert isinstance(server, RelayServerConnection)  # websockets' own keeps it too
+        closed = asyncio.Event()
+        server.on_closed(closed.set)
+        await client.close()
+        await closed.wait()
+        late = asyncio.Event()
+        server.on_closed(late.set)
+        await late.wait()

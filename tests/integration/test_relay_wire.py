@@ -9,7 +9,7 @@ import json
 
 import pytest
 from nats.aio.client import Client
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from oye_relay.frame_sink import RelayClientConnection, RelayServerConnection
@@ -19,7 +19,7 @@ from oye_shared.settings import Settings
 from oye_shared.subjects import Subjects, encode_token
 from tests.conftest import free_port
 from tests.support.raw_csms import RawCsms
-from tests.support.relay import event_body, relay_running, watching
+from tests.support.relay import event_body, eventually, relay_running, watching
 
 pytestmark = pytest.mark.integration
 
@@ -410,3 +410,54 @@ async def test_both_legs_are_the_relays_own_and_websockets_connections_are_let_g
         assert len(alive(WebSocketLeg)) == 4
         assert not alive(RelayServerConnection)
         assert not alive(RelayClientConnection)
+
+
+def relay_tasks() -> list[asyncio.Task[object]]:
+    """Tasks running the relay's code (a coroutine of oye_relay anywhere in its chain)."""
+    found = []
+    for task in asyncio.all_tasks():
+        awaited: object = task.get_coro()
+        while awaited is not None:
+            code = getattr(awaited, "cr_code", None) or getattr(awaited, "gi_code", None)
+            if code is not None and "/oye_relay/" in code.co_filename:
+                found.append(task)
+                break
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return found
+
+
+async def test_no_task_waits_for_a_connected_charger(settings: Settings) -> None:
+    """A charger's session runs on its legs' callbacks: connected chargers add no task
+    (a task and its coroutines were 1-2 KiB per charger), and one that leaves is
+    wound up all the same."""
+    async with RawCsms() as csms, relay_running(upstream_to(settings, csms)) as relay:
+
+        async def charger_that_called(cp: str) -> ClientConnection:
+            """Connected, and its first CALL answered: the relay's tasks for a new
+            connection (the stored limit's re-apply waits for a first CALL) are done."""
+            charger = await connect(relay.url(cp), subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+            await charger.send('[2,"h1","Heartbeat",{}]')
+            assert json.loads(await charger.recv())[:2] == [3, "h1"]
+            connected = await csms.wait_connection(cp)
+            await connected.connection.send('[2,"c1","Reset",{"type":"Soft"}]')
+            assert await charger.recv() == '[2,"c1","Reset",{"type":"Soft"}]'
+            return charger
+
+        # The relay-wide tasks (NATS, the fleet's KV writer) all run once one has come.
+        first = await charger_that_called("CP-T0")
+        baseline = len(relay_tasks())
+        chargers = [first] + [await charger_that_called(f"CP-T{i}") for i in range(1, 6)]
+        await eventually(_async(lambda: len(relay_tasks()) <= baseline))
+        for index, charger in enumerate(chargers):
+            connected = await csms.wait_connection(f"CP-T{index}")
+            await charger.close(4001, "bye")
+            async with asyncio.timeout(10):
+                await connected.connection.wait_closed()
+            assert connected.connection.close_code == 4001
+
+
+def _async(check: object) -> object:
+    async def checked() -> object:
+        return check()  # type: ignore[operator]
+
+    return checked

@@ -105,6 +105,7 @@ class FrameSink(Connection):
         "_handed_over",
         "_keepalive_pong",
         "_max_size",
+        "_on_closed",
         "_on_writable",
         "_partial",
         "_sink",
@@ -136,6 +137,7 @@ class FrameSink(Connection):
         #: The frames of a fragmented message received so far.
         self._fragments: list[Frame] | None = None
         self._on_writable: Callable[[], None] | None = None
+        self._on_closed: Callable[[], None] | None = None
         #: Whether received frames are cut here (see the module's docstring).
         self._direct = False
         #: Cut here as soon as websockets' parser has finished the frame it is in.
@@ -340,6 +342,14 @@ class FrameSink(Connection):
             if waiter in waiters:
                 waiters.remove(waiter)
 
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the TCP connection is closed (soon, if it is already;
+        one callback: a later call replaces it)."""
+        if self.connection_lost_waiter.done():
+            self.loop.call_soon(callback)
+        else:
+            self._on_closed = callback
+
     def notify_writable(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` once, when the write buffer falls below its low-water mark
         or the connection is lost (one listener: a later call replaces it)."""
@@ -408,6 +418,9 @@ class FrameSink(Connection):
             if not waiter.done():
                 waiter.set_result(None)
         self._writable()
+        callback, self._on_closed = self._on_closed, None
+        if callback is not None:
+            callback()
 
     def _writable(self) -> None:
         listener = self._on_writable

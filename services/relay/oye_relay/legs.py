@@ -69,6 +69,7 @@ class Leg(Protocol):
 
     def attach(self, sink: Sink) -> None: ...
     def notify_writable(self, listener: Callable[[], None]) -> None: ...
+    def on_closed(self, callback: Callable[[], None]) -> None: ...
     def writable(self) -> bool: ...
     def write(self, message: str | bytes) -> None: ...
     async def send(self, message: str | bytes) -> None: ...
@@ -134,6 +135,7 @@ class WebSocketLeg(asyncio.Protocol):
         "_fragments",
         "_fragments_size",
         "_max_size",
+        "_on_closed",
         "_on_writable",
         "_partial",
         "_ping",
@@ -180,6 +182,7 @@ class WebSocketLeg(asyncio.Protocol):
         self._closed_waiters: list[asyncio.Future[None]] | None = None
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._on_writable: Callable[[], None] | None = None
+        self._on_closed: Callable[[], None] | None = None
         #: The payload of the keepalive's ping not answered yet.
         self._ping: bytes | None = None
         if self._queued is not None and len(self._queued) >= MAX_QUEUED:
@@ -441,6 +444,15 @@ class WebSocketLeg(asyncio.Protocol):
             self._arm_close_timer()
         await self.wait_closed()
 
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the TCP connection is closed (soon, if it is already):
+        what waits for a leg to end need not be a task (one callback; a later call
+        replaces it)."""
+        if self.state is CLOSED:
+            asyncio.get_running_loop().call_soon(callback)
+        else:
+            self._on_closed = callback
+
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed (a cancelled waiter stops only itself)."""
         if self.state is CLOSED:
@@ -513,3 +525,6 @@ class WebSocketLeg(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
         self._writable()
+        callback, self._on_closed = self._on_closed, None
+        if callback is not None:
+            callback()

@@ -116,8 +116,9 @@ class Relay:
         self.gate.on_approved = self._approved
         self._pending: dict[str, ServerConnection] = {}
         self._closing: set[asyncio.Task[None]] = set()
-        #: The chargers whose session runs in a task of its own (see _handle).
-        self._running: dict[asyncio.Task[None], Leg] = {}
+        #: Chargers whose session is starting, and the sessions winding up (see _relay).
+        self._opening: set[Leg] = set()
+        self._winding_up: set[asyncio.Task[None]] = set()
         #: The offline replay queues and 1.6 transaction maps, once NATS is there.
         self.replay_store: ReplayStore | None = None
         self.fleet = FleetState(
@@ -372,14 +373,11 @@ class Relay:
             return
         charger = take_over(connection)
         self.keepalive.watch(charger)
+        await self._relay(charger, handshake)
         if charger is connection:  # still websockets': it closes when this handler returns
-            await self._relay(charger, handshake)
-            return
-        # The socket is the leg's: this handler (a task, its coroutines and websockets'
-        # connection objects) need not last as long as the charger stays.
-        task = asyncio.create_task(self._relay(charger, handshake))
-        self._running[task] = charger
-        task.add_done_callback(self._running.pop)
+            await charger.wait_closed()
+        # Else the socket is the leg's: this handler (a task, its coroutines and
+        # websockets' connection objects) need not last as long as the charger stays.
 
     async def _hold_pending(self, charger: ServerConnection, handshake: Handshake) -> None:
         cp = handshake.charge_point_id
@@ -411,15 +409,46 @@ class Relay:
             closing.add_done_callback(self._closing.discard)
 
     async def _relay(self, charger: Leg, handshake: Handshake) -> None:
+        """Start the charger's session. It ends by itself once the charger has gone
+        (:meth:`_charger_left`): nothing waits for it meanwhile."""
+        session = None
+        self._opening.add(charger)
         try:
-            await self._run_session(charger, handshake)
+            session = await self._open_session(charger, handshake)
         except Exception:  # as websockets logs a handler that failed
-            log.exception("%r: the session failed", handshake.charge_point_id)
+            log.exception("%r: the session failed to start", handshake.charge_point_id)
             await charger.close(CloseCode.INTERNAL_ERROR)
         finally:
-            self._disconnected(handshake.remote_host)
+            self._opening.discard(charger)
+            if session is None:
+                self._disconnected(handshake.remote_host)
+        if session is not None:
+            session.start()
+            charger.on_closed(partial(self._charger_left, session, handshake.remote_host))
 
-    async def _run_session(self, charger: Leg, handshake: Handshake) -> None:
+    def _charger_left(self, session: ChargerSession, host: str) -> None:
+        task = asyncio.create_task(
+            self._wind_up(session, host), name=f"wind up {session.charge_point_id!r}"
+        )
+        self._winding_up.add(task)
+        task.add_done_callback(self._winding_up.discard)
+
+    async def _wind_up(self, session: ChargerSession, host: str) -> None:
+        cp, charger = session.charge_point_id, session.charger
+        try:
+            await session.wind_up()
+        except Exception:
+            log.exception("%r: winding up the session failed", cp)
+        finally:
+            self._disconnected(host)
+            await self._unregister(session)
+            self.fleet.gone(session.tracker.state)
+            session.tap.event(
+                EventKind.DISCONNECTED, code=charger.close_code, reason=charger.close_reason
+            )
+            log.info("%r disconnected (%s)", cp, charger.close_code)
+
+    async def _open_session(self, charger: Leg, handshake: Handshake) -> ChargerSession:
         cp = handshake.charge_point_id
         session_id = uuid.uuid4().hex
         remote = _remote_address(charger)
@@ -491,9 +520,13 @@ class Relay:
             replay_store=self._current_replay_store,
         )
         await self._register(session)
-        self.fleet.changed(tracker.state)
-        if self.nc is not None:
-            await session.attach_bus(self.nc, self.subjects)
+        try:
+            self.fleet.changed(tracker.state)
+            if self.nc is not None:
+                await session.attach_bus(self.nc, self.subjects)
+        except BaseException:
+            await self._unregister(session)
+            raise
         tap.event(
             EventKind.CONNECTED,
             remoteAddress=remote,
@@ -501,17 +534,7 @@ class Relay:
             upstream=_upstream_state(session),
         )
         log.info("%r connected from %s (%s)", cp, remote, charger.subprotocol)
-        try:
-            await session.run()
-        finally:
-            await self._unregister(session)
-            self.fleet.gone(tracker.state)
-            tap.event(
-                EventKind.DISCONNECTED,
-                code=charger.close_code,
-                reason=charger.close_reason,
-            )
-            log.info("%r disconnected (%s)", cp, charger.close_code)
+        return session
 
     async def _register(self, session: ChargerSession) -> None:
         cp = session.charge_point_id
@@ -544,11 +567,11 @@ class Relay:
             with contextlib.suppress(Exception):
                 await session.close(1001, "proxy shutting down")
         # Chargers whose session was still starting; the rest are closed already.
-        for charger in list(self._running.values()):
+        for charger in list(self._opening):
             with contextlib.suppress(Exception):
                 await charger.close(1001, "proxy shutting down")
-        if self._running:
-            await asyncio.wait(list(self._running))
+        while self._winding_up:
+            await asyncio.wait(set(self._winding_up))
 
 
 def _upstream_state(session: ChargerSession) -> str:

@@ -12,7 +12,6 @@ the same way; a CSMS that drops is reconnected with backoff while the charger st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -89,8 +88,13 @@ class ChargerSession:
     # otherwise make a dictionary of its own, ~1.7 KiB).
     __slots__ = (
         "_auto_starts",
+        "_charger_flow",
         "_cut_off",
+        "_keeper",
+        "_links",
+        "_replay",
         "_state_changed",
+        "_upstream_flow",
         "_upstream_ready",
         "authorization",
         "auto_charge_tag",
@@ -189,6 +193,13 @@ class ChargerSession:
         self.csms_calls = PendingCalls(on_answered=tap.charger_answered)
         #: Made only when someone waits for the upstream (rarely: tests, tools).
         self._upstream_ready: asyncio.Event | None = None
+        # Each direction's flow (the upstream's while it is open), the replay to the
+        # CSMS, the task that reconnects it (only while it is down) and the secondaries'.
+        self._charger_flow: Flow | None = None
+        self._upstream_flow: Flow | None = None
+        self._replay: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._links: Sequence[asyncio.Task[None]] = ()
         # CALLs towards the charger, the CSMS's and the owner's, one at a time.
         self.call_timeout = call_timeout
         self.lane = CallLane()
@@ -266,28 +277,48 @@ class ChargerSession:
     def subprotocol(self) -> str | None:
         return self.charger.subprotocol
 
-    async def run(self) -> None:
-        """Relay until the charger's socket ends."""
-        upstream_task = asyncio.create_task(
-            self._keep_upstream(), name=f"upstream {self.charge_point_id!r}"
+    def start(self) -> None:
+        """Relay from now on: the charger's frames, and the upstream kept connected.
+        Nothing waits for the legs to end: :meth:`wind_up` once the charger's has."""
+        flow = self._charger_flow = Flow(
+            self.charger,
+            now=self._from_charger_now,
+            later=self._from_charger,
+            destination=lambda: self.upstream,
+            on_error=partial(self._close_failed, self.charger),
+            name=f"charger {self.charge_point_id!r}",
         )
-        link_tasks = self.backends.start()
+        flow.start()
+        self._links = self.backends.start()
         self._track(self.limits.after_connect())
+        if self.upstream is not None:
+            self._upstream_opened(self.upstream)
+        elif self.upstream_options is not None:
+            self._keeper = asyncio.create_task(
+                self._reconnect(), name=f"upstream {self.charge_point_id!r}"
+            )
+
+    async def wind_up(self) -> None:
+        """The charger's socket has ended: its last frames through, then the rest of the
+        session stopped and the upstream closed with the matching code."""
+        flow = self._charger_flow
+        assert flow is not None, "wind_up() after start()"
         try:
-            await self._relay_charger()
+            await flow.drained()
         finally:
+            flow.stop()
             self.ended = True
             try:
                 await self.backends.flush()  # bounded: kept messages reach their queues
             finally:
-                await self._end((upstream_task, *link_tasks))
+                await self._end()
 
-    async def _end(self, tasks: Sequence[asyncio.Task[None]]) -> None:
+    async def _end(self) -> None:
         """Stop the session's tasks and close what is left of it."""
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._keeper, *self._links):
+            if task is not None:
+                await _stop(task)
+        await self._upstream_stopped()
         self.lane_keeper.stop()
         for call in self.lane.drain():
             call.settle(None)
@@ -312,23 +343,6 @@ class ChargerSession:
         if self._upstream_ready is not None:
             self._upstream_ready.set()  # wakes whoever waits; the next waiter makes another
             self._upstream_ready = None
-
-    async def _relay_charger(self) -> None:
-        """Relay charger -> CSMS until the charger's socket ends and its frames are through."""
-        flow = Flow(
-            self.charger,
-            now=self._from_charger_now,
-            later=self._from_charger,
-            destination=lambda: self.upstream,
-            on_error=partial(self._close_failed, self.charger),
-            name=f"charger {self.charge_point_id!r}",
-        )
-        flow.start()
-        try:
-            await self.charger.wait_closed()
-            await flow.drained()
-        finally:
-            flow.stop()
 
     def _from_charger_now(self, message: Data) -> bool:
         """Forward a charger frame at once when nothing on its way waits (nearly always);
@@ -540,40 +554,66 @@ class ChargerSession:
             return self.transaction_map.towards_csms(parsed, _text(message))
         return message
 
-    async def _keep_upstream(self) -> None:
-        """Pump CSMS -> charger; reconnect a dropped CSMS while the charger stays."""
-        if self.upstream_options is None:
+    # The upstream: a flow (and the replay) while it is open, a task only while it is not.
+
+    def _upstream_opened(self, upstream: Leg) -> None:
+        """Relay CSMS -> charger, and replay what the CSMS missed, until it closes."""
+        self._replay = self.replayer.start(upstream)
+        flow = self._upstream_flow = Flow(
+            upstream,
+            now=self._from_upstream_now,
+            later=partial(self._from_upstream, upstream),
+            destination=lambda: self.charger,
+            on_error=partial(self._close_failed, upstream),
+            name=f"CSMS {self.charge_point_id!r}",
+        )
+        flow.start()
+        upstream.on_closed(self._upstream_closed)
+
+    def _upstream_closed(self) -> None:
+        if not self.ended:  # else _end() stops what is left
+            self._keeper = asyncio.create_task(
+                self._upstream_lost(), name=f"upstream {self.charge_point_id!r}"
+            )
+
+    async def _upstream_stopped(self) -> None:
+        """The upstream's last frames through, its flow and replay stopped."""
+        flow, self._upstream_flow = self._upstream_flow, None
+        replay, self._replay = self._replay, None
+        try:
+            if flow is not None and not self.ended:
+                await flow.drained()
+        finally:
+            if flow is not None:
+                flow.stop()
+            self.replayer.active = False
+            if replay is not None:
+                await _stop(replay)
+
+    async def _upstream_lost(self) -> None:
+        """The CSMS's socket ended while the charger's is open: close the charger too,
+        or reconnect."""
+        upstream = self.upstream
+        assert upstream is not None
+        await self._upstream_stopped()
+        if self.charger.state is not State.OPEN:
+            return  # the charger is gone; wind_up() closes the upstream
+        self.upstream = None
+        code = upstream.close_code
+        if upstream.close_received and code in DELIBERATE_CLOSE_CODES:
+            log.info("%r: CSMS closed the connection (%s)", self.charge_point_id, code)
+            await self.charger.close(mirror_close_code(code), upstream.close_reason or "")
             return
-        backoff = Backoff(maximum=self.backoff_max)
-        while True:
-            if self.upstream is None and not await self._reconnect(backoff):
-                return
-            assert self.upstream is not None
-            upstream = self.upstream
-            replay = self.replayer.start(upstream)
-            try:
-                await self._pump_upstream(upstream)
-            finally:
-                self.replayer.active = False
-                if replay is not None:
-                    await _stop(replay)
-            if self.charger.state is not State.OPEN:
-                return  # the charger is gone; run() closes the upstream
-            self.upstream = None
-            code = upstream.close_code
-            if upstream.close_received and code in DELIBERATE_CLOSE_CODES:
-                log.info("%r: CSMS closed the connection (%s)", self.charge_point_id, code)
-                await self.charger.close(mirror_close_code(code), upstream.close_reason or "")
-                return
-            self.tap.event(EventKind.UPSTREAM_DOWN, code=code, reason=upstream.close_reason)
-            self._set_upstream_state("down")
-            if self.close_when_offline:
-                log.warning(
-                    "%r: CSMS connection lost (%s); closing the charger", self.charge_point_id, code
-                )
-                await self.charger.close(1001, "CSMS connection lost")
-                return
-            log.warning("%r: CSMS connection lost (%s); reconnecting", self.charge_point_id, code)
+        self.tap.event(EventKind.UPSTREAM_DOWN, code=code, reason=upstream.close_reason)
+        self._set_upstream_state("down")
+        if self.close_when_offline:
+            log.warning(
+                "%r: CSMS connection lost (%s); closing the charger", self.charge_point_id, code
+            )
+            await self.charger.close(1001, "CSMS connection lost")
+            return
+        log.warning("%r: CSMS connection lost (%s); reconnecting", self.charge_point_id, code)
+        await self._reconnect()
 
     def _set_upstream_state(self, state: str) -> None:
         self.tracker.state.upstream = state
@@ -584,15 +624,16 @@ class ChargerSession:
         elif state == "up":
             self.limits.remove_failsafe()
 
-    async def _reconnect(self, backoff: Backoff) -> bool:
-        """Open the upstream again; False when the charger must go instead."""
+    async def _reconnect(self) -> None:
+        """Open the upstream again (with backoff), unless the charger must go instead."""
         # Once the charger has a subprotocol, only that one will do.
         offer = [self.subprotocol] if self.subprotocol else self.offered_subprotocols
+        backoff = Backoff(maximum=self.backoff_max)
         while True:
             options = self.current_upstream_options()
             if options is None:
                 log.info("%r: forwarding is off now; answering here", self.charge_point_id)
-                return False
+                return
             try:
                 upstream = await open_upstream_leg(
                     options,
@@ -609,7 +650,7 @@ class ChargerSession:
                         refusal.status,
                     )
                     await self.charger.close(1008, f"CSMS refused: HTTP {refusal.status}")
-                    return False
+                    return
                 log.warning("%r: CSMS answered HTTP %d", self.charge_point_id, refusal.status)
             except UpstreamUnreachable as exc:
                 log.info("%r: CSMS unreachable (%s)", self.charge_point_id, exc)
@@ -617,33 +658,16 @@ class ChargerSession:
                 if upstream.subprotocol != self.subprotocol:
                     await upstream.close(1002, "subprotocol changed")
                     await self.charger.close(1002, "CSMS no longer speaks this subprotocol")
-                    return False
+                    return
                 self.upstream = upstream
                 self.replayer.connected()  # before any new CALL is forwarded
                 self._upstream_connected()
                 self._set_upstream_state("up")
-                backoff.reset()
                 self.tap.event(EventKind.UPSTREAM_UP)
                 log.info("%r: CSMS connected", self.charge_point_id)
-                return True
+                self._upstream_opened(upstream)
+                return
             await asyncio.sleep(backoff.next_delay())
-
-    async def _pump_upstream(self, upstream: Leg) -> None:
-        """Relay CSMS -> charger until this upstream's socket ends and its frames are through."""
-        flow = Flow(
-            upstream,
-            now=self._from_upstream_now,
-            later=partial(self._from_upstream, upstream),
-            destination=lambda: self.charger,
-            on_error=partial(self._close_failed, upstream),
-            name=f"CSMS {self.charge_point_id!r}",
-        )
-        flow.start()
-        try:
-            await upstream.wait_closed()
-            await flow.drained()
-        finally:
-            flow.stop()
 
     def _from_upstream_now(self, message: Data) -> bool:
         """Forward a CSMS frame at once when nothing on its way waits (nearly always);
