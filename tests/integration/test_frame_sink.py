@@ -194,36 +194,6 @@ def masked_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
     return Frame(Opcode(opcode), payload, fin).serialize(mask=True)
 
 
-def fed_to_websockets(connection: RelayServerConnection) -> list[bytes]:
-    """What the connection feeds websockets' parser from now on, one entry per call."""
-    fed: list[bytes] = []
-    receive_data = connection.protocol.receive_data
-
-    def spy(data: bytes | bytearray) -> None:
-        fed.append(bytes(data))
-        receive_data(data)
-
-    connection.protocol.receive_data = spy  # type: ignore[method-assign]
-    return fed
-
-
-async def test_whole_messages_skip_websockets_parser_which_gets_the_other_frames_whole() -> None:
-    """websockets' parser sees each control frame and fragment as one whole frame, and
-    never a plain message: those are cut from the received bytes by the relay."""
-    async with sink_linked() as (server, client, received):
-        server.attach(received.append)
-        fed = fed_to_websockets(server)
-        await client.send("one")
-        await client.send(b"\x02")
-        await client.send(["frag", "mented"])
-        await round_trip(client)
-        assert received == ["one", b"\x02", "fragmented"]
-        opcodes = [(chunk[0] & 0x0F, bool(chunk[0] & 0x80)) for chunk in fed]
-        assert opcodes == [(0x1, False), (0x0, False), (0x0, True), (0x9, True)]
-        frame_lengths = [len(chunk) - 6 - (chunk[1] & 0x7F) for chunk in fed]
-        assert frame_lengths == [0, 0, 0, 0]  # each chunk is exactly one frame
-
-
 async def test_frames_cut_into_reads_anywhere_arrive_whole_and_in_order() -> None:
     """Reads that end inside a header, inside a 16- or 64-bit length, inside a mask or a
     payload, and several frames in one read; a ping answered in between."""
@@ -251,21 +221,6 @@ async def test_frames_cut_into_reads_anywhere_arrive_whole_and_in_order() -> Non
             server.data_received(wire[start:end])
         assert received == messages
         assert await pong == b"ping"
-        server.transport.resume_reading()  # for the closing handshake
-
-
-async def test_a_frame_half_read_by_websockets_before_attach_is_finished_by_it() -> None:
-    """Cutting frames here starts only once websockets' parser is between frames."""
-    async with sink_linked() as (server, _, received):
-        fed = fed_to_websockets(server)
-        server.transport.pause_reading()  # only the reads below
-        half_read = masked_frame(0x1, b"begun before attach")
-        server.data_received(half_read[:3])  # the header and a byte of the mask
-        server.attach(received.append)
-        server.data_received(half_read[3:] + masked_frame(0x1, b"in the same read"))
-        server.data_received(masked_frame(0x1, b"next read"))
-        assert received == ["begun before attach", "in the same read", "next read"]
-        assert len(fed) == 2  # the next read was cut here, not fed to websockets
         server.transport.resume_reading()  # for the closing handshake
 
 

@@ -445,3 +445,26 @@ async def test_on_closed_is_called_once_the_connection_is_gone_or_soon_if_it_is(
         late = asyncio.Event()
         server.on_closed(late.set)
         await late.wait()
+
+
+async def test_a_connection_caught_inside_a_frame_stays_websockets_own() -> None:
+    """websockets' parser has read part of a frame (it came with the handshake, cut
+    short): the leg could not start at a frame, so websockets keeps the connection, and
+    the message still arrives whole."""
+    async with linked(RelayServerConnection) as (server, client):
+        assert isinstance(server, RelayServerConnection)
+        server.transport.pause_reading()  # only the reads below
+        half_read = masked_frame(0x1, b"begun before the session")
+        server.data_received(half_read[:3])  # the header and a byte of the mask
+        assert take_over(server) is server
+        inbox = Inbox()
+        server.attach(inbox)
+        server.data_received(half_read[3:] + masked_frame(0x1, b"in the same read"))
+        assert inbox.messages == ["begun before the session", "in the same read"]
+        server.transport.resume_reading()  # for the closing handshake
+        await client.send("then as usual")
+        assert await inbox.holding(3) == [
+            "begun before the session",
+            "in the same read",
+            "then as usual",
+        ]

@@ -9,11 +9,12 @@ decoded and invalid UTF-8 fails the connection with 1007, as ``recv()`` would. C
 frames keep websockets' handling, and so does everything before ``attach`` (the
 handshake, and ``recv()`` for connections that never attach one).
 
-Once attached, whole unfragmented messages skip websockets' parser too (when no
-extension was negotiated): the received bytes are cut into frames here
-(:mod:`oye_relay.ws_codec`), and only the rest (control frames, fragments, anything
-websockets would refuse) is fed to websockets, always as whole frames, so its parser is
-between frames whenever the next read comes.
+Once websockets has done a handshake, the relay's legs are its own
+(:class:`~oye_relay.legs.WebSocketLeg`, which cuts frames with
+:mod:`oye_relay.ws_codec`). A connection stays one of these only when it cannot be
+handed over (:func:`~oye_relay.legs.take_over`), or for what the relay reads with
+``recv()`` (a pending charger, a secondary backend); it has the same interface
+(:class:`~oye_relay.legs.Leg`).
 
 Connections also tell one listener when their write buffer has drained
 (:meth:`FrameSink.notify_writable`), so a relay that stopped reading one peer because
@@ -99,15 +100,11 @@ class FrameSink(Connection):
 
     __slots__ = (
         "_close_waiters",
-        "_direct",
-        "_direct_soon",
         "_fragments",
         "_handed_over",
         "_keepalive_pong",
-        "_max_size",
         "_on_closed",
         "_on_writable",
-        "_partial",
         "_sink",
     )
 
@@ -138,13 +135,6 @@ class FrameSink(Connection):
         self._fragments: list[Frame] | None = None
         self._on_writable: Callable[[], None] | None = None
         self._on_closed: Callable[[], None] | None = None
-        #: Whether received frames are cut here (see the module's docstring).
-        self._direct = False
-        #: Cut here as soon as websockets' parser has finished the frame it is in.
-        self._direct_soon = False
-        #: The start of a frame not all read yet (direct reading only).
-        self._partial: bytearray | None = None
-        self._max_size = NO_LIMIT
         #: The socket is a :class:`~oye_relay.legs.WebSocketLeg`'s now (see hand_over).
         self._handed_over = False
         #: The keepalive's ping not answered yet (keepalive_ping).
@@ -261,68 +251,6 @@ class FrameSink(Connection):
             self.transport.resume_reading()
         for frame in assembler.frames.queue:
             self._take(frame, sink)
-        protocol = self.protocol
-        if not protocol.extensions:  # a compressed or extended frame needs websockets
-            self._max_size = size_limit(protocol)
-            if between_frames(protocol):
-                self._direct = True
-            else:
-                self._direct_soon = True
-
-    def data_received(self, data: bytes) -> None:
-        partial = self._partial
-        if partial is not None:
-            self._partial = None
-            partial += data
-        if self._direct and self.protocol.state is State.OPEN:
-            self._read_frames(data if partial is None else partial)
-            return
-        super().data_received(data if partial is None else bytes(partial))
-        if self._direct_soon and between_frames(self.protocol):
-            self._direct_soon = False
-            self._direct = True
-
-    def _read_frames(self, data: bytes | bytearray) -> None:
-        """Deliver the whole messages in ``data``, feed websockets the other frames, and
-        keep a frame not all read yet for the next call. ``data`` starts with a frame."""
-        masked = self._masked
-        max_size = self._max_size
-        protocol = self.protocol
-        sink = self._sink
-        assert sink is not None, "direct reading starts with attach()"
-        start = 0
-        size = len(data)
-        while start < size:
-            kind, payload_start, end = ws_codec.scan(data, start, masked=masked, max_size=max_size)
-            if kind > 0 and self._fragments is None:
-                if masked:
-                    payload: bytes | bytearray = ws_codec.unmask(data, payload_start, end)
-                else:
-                    payload = data[payload_start:end]
-                self._deliver(kind == ws_codec.TEXT, payload, sink)
-            elif kind >= 0:  # a control frame, a fragment, or a message inside a fragmented one
-                super().data_received(bytes(data[start:end]))
-            elif kind == ws_codec.INCOMPLETE:
-                self._partial = (
-                    data if start == 0 and isinstance(data, bytearray) else bytearray(data[start:])
-                )
-                return
-            else:  # FOREIGN: websockets fails the connection, as it would have
-                self._direct = False
-                super().data_received(bytes(data[start:]))
-                return
-            start = end
-            if protocol.state is not State.OPEN:  # closing: websockets reads the rest
-                if start < size:
-                    super().data_received(bytes(data[start:]))
-                return
-
-    def eof_received(self) -> None:
-        partial = self._partial
-        if partial is not None:  # a frame cut short: websockets sees what we read of it
-            self._partial = None
-            super().data_received(bytes(partial))
-        super().eof_received()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed, as websockets' ``wait_closed()`` does but

@@ -526,6 +526,7 @@ class Relay:
                 await session.attach_bus(self.nc, self.subjects)
         except BaseException:
             await self._unregister(session)
+            self.fleet.gone(tracker.state)
             raise
         tap.event(
             EventKind.CONNECTED,

@@ -3,10 +3,11 @@
 Each direction is a :class:`~oye_relay.flow.Flow`: a frame is handled in the read
 callback that parsed it when nothing on its way needs waiting (``_from_charger_now``,
 ``_from_upstream_now``), else in order by a task (``_from_charger``, ``_from_upstream``:
-what the pumps did before). The upstream loop (re)connects the CSMS. The session ends
-when the charger's socket ends and its last frames are through; the upstream is then
-closed with the matching code. A CSMS that closes deliberately closes the charger
-the same way; a CSMS that drops is reconnected with backoff while the charger stays.
+what the pumps did before). No task waits for a leg to end: the relay calls
+:meth:`ChargerSession.wind_up` when the charger's socket has ended (its last frames go
+through, then the upstream is closed with the matching code), and the upstream's end
+starts a task only then: a CSMS that closes deliberately closes the charger the same
+way, one that drops is reconnected with backoff while the charger stays.
 """
 
 from __future__ import annotations
