@@ -468,3 +468,19 @@ async def test_a_connection_caught_inside_a_frame_stays_websockets_own() -> None
             "in the same read",
             "then as usual",
         ]
+
+
+async def test_reading_paused_by_websockets_queue_goes_on_once_taken_over() -> None:
+    """websockets stops reading when more messages wait for ``recv()`` than its
+    ``max_queue``; the leg takes those messages and reads the rest."""
+    async with linked(RelayServerConnection) as (server, client):
+        assert isinstance(server, RelayServerConnection)
+        for index in range(40):
+            await client.send(str(index))
+        await eventually(_async(lambda: server.recv_messages.paused))
+        leg = take_over(server)
+        assert isinstance(leg, WebSocketLeg)
+        inbox = Inbox()
+        leg.attach(inbox)
+        assert await inbox.holding(40) == [str(index) for index in range(40)]
+        assert leg.transport.is_reading()

@@ -105,6 +105,8 @@ def take_over(connection: FrameSink) -> Leg:
     queued = connection.queued_messages()
     if queued is None:  # a fragmented message half received: rare, websockets keeps it
         return connection
+    if connection.recv_messages.paused:  # websockets stopped reading for its queue
+        transport.resume_reading()  # the leg pauses again if that queue is long
     leg = WebSocketLeg(
         transport,
         client=connection.is_client,
