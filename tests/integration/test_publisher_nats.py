@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -200,3 +202,33 @@ def _async(check: Any) -> Any:
         return check()
 
     return checked
+
+
+async def test_a_nats_slow_to_confirm_gets_each_message_once(
+    nats_server: NatsServer, nc: Client, sender: Client
+) -> None:
+    """nats-server hangs (SIGSTOP) longer than the publisher waits for its PONG, then
+    goes on: the batch was on the socket all along, so it is waited for, not sent again
+    (a core subscriber would see it twice)."""
+    sub = await subscribed(nc, "slow.>")
+    publisher = Publisher(capacity=10)
+    runner = running(publisher, sender)
+    process = nats_server._process  # the server's own process, to hang it
+    assert process is not None
+    try:
+        publisher.publish("slow.x", b"before", {})
+        await publisher.wait_idle()
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            publisher.publish("slow.x", b"while hung", {})
+            await eventually(_async(lambda: publisher.stalls >= 1))
+            assert sender.is_connected
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        await publisher.wait_idle()
+    finally:
+        await stop(runner)
+    await nc.flush()  # the server sent us what it routed before this PONG
+    assert [m.data for m in await receive(sub, 2)] == [b"before", b"while hung"]
+    assert sub.pending_msgs == 0
+    assert publisher.published == 2

@@ -32,8 +32,11 @@ class FakeNats:
 
     is_connected: bool = True
     failing_flushes: int = 0
+    #: Flushes that time out while the connection stays up (a slow server).
+    slow_flushes: int = 0
     published: list[Outgoing] = field(default_factory=list)
     flushed: int = 0
+    flushes: int = 0
     pending_data_size: int = 0
     max_payload: int = 1024 * 1024
 
@@ -41,8 +44,12 @@ class FakeNats:
         self.published.append((subject, payload, headers))
 
     async def flush(self, **options: float) -> None:
+        self.flushes += 1
         if self.failing_flushes:
             self.failing_flushes -= 1
+            raise OSError("connection reset")
+        if self.slow_flushes:
+            self.slow_flushes -= 1
             raise TimeoutError
         self.flushed = len(self.published)
 
@@ -110,7 +117,8 @@ async def test_the_first_capacity_messages_go_out_in_their_order_with_their_head
 
 
 async def test_a_batch_whose_flush_failed_is_sent_again_in_order() -> None:
-    """No confirmation, no drop: the same messages go out again, still in order."""
+    """The connection failed before the confirmation: no drop, the same messages go out
+    again, still in order."""
     publisher = Publisher(capacity=10)
     fill(publisher, 3)
     fake = FakeNats(failing_flushes=1)
@@ -118,6 +126,17 @@ async def test_a_batch_whose_flush_failed_is_sent_again_in_order() -> None:
     subjects = [subject for subject, _, _ in fake.published]
     assert subjects == ["t.0", "t.1", "t.2"] * 2
     assert (publisher.depth, publisher.published) == (0, 3)
+
+
+async def test_a_batch_slow_to_be_confirmed_is_waited_for_not_sent_again() -> None:
+    """A flush that times out while the connection stays up: NATS has the batch, so
+    the publisher asks again rather than publishing it twice."""
+    publisher = Publisher(capacity=10)
+    fill(publisher, 3)
+    fake = FakeNats(slow_flushes=2)
+    await drain(publisher, fake)
+    assert [subject for subject, _, _ in fake.published] == ["t.0", "t.1", "t.2"]
+    assert (fake.flushes, publisher.stalls, publisher.published) == (3, 2, 3)
 
 
 async def test_a_freed_buffer_accepts_messages_again() -> None:

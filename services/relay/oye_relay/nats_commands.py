@@ -78,11 +78,11 @@ class CommandWriter:
         """
         nc = self._nc
         await asyncio.sleep(0)
-        waited = 0.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WRITE_TIMEOUT
         while nc.pending_data_size > 0:
             if not nc.is_connected:  # kept for the next connection; the caller retries
                 raise ConnectionReconnectingError
-            if waited >= WRITE_TIMEOUT:
+            if loop.time() >= deadline:
                 raise TimeoutError("nats-py did not write the batch in time")
             await asyncio.sleep(WRITE_POLL)
-            waited += WRITE_POLL

@@ -6,7 +6,8 @@ buffer. One task drains the buffer in order: it lets a batch gather for a moment
 it, then confirms it with one PING/PONG round trip sent after it (see
 :meth:`~oye_relay.nats_commands.CommandWriter.written`) before dropping it from the
 buffer. While NATS is down the batch stays and is sent again when NATS is back; JetStream
-drops the copies it already has by ``Nats-Msg-Id``. A full buffer refuses new messages:
+drops the copies it already has by ``Nats-Msg-Id``. A NATS that is only slow is waited
+for: the batch is not sent twice. A full buffer refuses new messages:
 each refusal is counted and logged, never silent. A message larger than NATS's
 ``max_payload`` is dropped, counted and logged too: the server would close the connection
 over it, again at every retry.
@@ -47,6 +48,8 @@ class Publisher:
         self.overflowed = 0
         #: Messages dropped because NATS would refuse them (over ``max_payload``).
         self.too_large = 0
+        #: Times NATS took longer than FLUSH_TIMEOUT to confirm a batch (still connected).
+        self.stalls = 0
         self._buffer: deque[bytes] = deque()
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
@@ -102,9 +105,7 @@ class Publisher:
                 continue
             try:
                 await writer.write(batch)
-                # One PING, sent once the batch is on the socket: its PONG confirms the batch.
-                await writer.written()
-                await nc.flush(timeout=FLUSH_TIMEOUT)  # type: ignore[arg-type]
+                await self._confirmed(nc, writer)
             except (NatsError, OSError, TimeoutError) as exc:
                 log.warning("NATS publish failed (%s); %d messages wait", exc, len(self._buffer))
                 await asyncio.sleep(RETRY_DELAY)
@@ -112,6 +113,27 @@ class Publisher:
             for _ in batch:
                 self._buffer.popleft()
             self.published += len(batch)
+
+    async def _confirmed(self, nc: Client, writer: CommandWriter) -> None:
+        """Wait until NATS has the batch just written: one PING, sent once the batch is
+        on the socket, and its PONG. A NATS that is slow to answer still has the batch
+        (nats-py keeps it queued, or it is on the socket): it is waited for, not sent
+        again, which core subscribers would see twice. Only a lost connection sends it
+        again (NatsError, OSError)."""
+        while True:
+            try:
+                await writer.written()
+                await nc.flush(timeout=FLUSH_TIMEOUT)  # type: ignore[arg-type]
+                return
+            except TimeoutError:  # nats-py's FlushTimeoutError is one too
+                if not nc.is_connected:
+                    raise
+                self.stalls += 1
+                log.warning(
+                    "NATS has not confirmed a batch in %gs; still waiting (%d messages wait)",
+                    FLUSH_TIMEOUT,
+                    len(self._buffer),
+                )
 
     def _take(self, max_payload: int) -> list[bytes]:
         """The next batch, from the head of the buffer; drops a head NATS would refuse."""
