@@ -34,17 +34,25 @@ class FakeNats:
     failing_flushes: int = 0
     #: Flushes that time out while the connection stays up (a slow server).
     slow_flushes: int = 0
+    #: Flushes answered only after nats-py connected again (the batch may be lost).
+    reconnect_before_pong: int = 0
     published: list[Outgoing] = field(default_factory=list)
     flushed: int = 0
     flushes: int = 0
     pending_data_size: int = 0
     max_payload: int = 1024 * 1024
+    stats: dict[str, int] = field(default_factory=lambda: {"reconnects": 0})
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         self.published.append((subject, payload, headers))
 
     async def flush(self, **options: float) -> None:
         self.flushes += 1
+        if self.reconnect_before_pong:
+            self.reconnect_before_pong -= 1
+            self.stats["reconnects"] += 1  # the PONG comes on a new connection
+            self.flushed = len(self.published)
+            return
         if self.failing_flushes:
             self.failing_flushes -= 1
             raise OSError("connection reset")
@@ -126,6 +134,17 @@ async def test_a_batch_whose_flush_failed_is_sent_again_in_order() -> None:
     subjects = [subject for subject, _, _ in fake.published]
     assert subjects == ["t.0", "t.1", "t.2"] * 2
     assert (publisher.depth, publisher.published) == (0, 3)
+
+
+async def test_a_batch_confirmed_on_a_new_connection_is_sent_again() -> None:
+    """The connection the batch went out on was lost before its PONG: the PONG of the
+    next connection proves nothing about it, so it goes out again."""
+    publisher = Publisher(capacity=10)
+    fill(publisher, 2)
+    fake = FakeNats(reconnect_before_pong=1)
+    await drain(publisher, fake)
+    assert [subject for subject, _, _ in fake.published] == ["t.0", "t.1"] * 2
+    assert publisher.published == 2
 
 
 async def test_a_batch_slow_to_be_confirmed_is_waited_for_not_sent_again() -> None:

@@ -22,6 +22,7 @@ import time
 from collections import deque
 
 from nats.aio.client import Client
+from nats.errors import ConnectionReconnectingError
 from nats.errors import Error as NatsError
 
 from oye_relay.nats_commands import CommandWriter
@@ -104,8 +105,9 @@ class Publisher:
             if not batch:
                 continue
             try:
+                connection = _connection(nc)
                 await writer.write(batch)
-                await self._confirmed(nc, writer)
+                await self._confirmed(nc, writer, connection)
             except (NatsError, OSError, TimeoutError) as exc:
                 log.warning("NATS publish failed (%s); %d messages wait", exc, len(self._buffer))
                 await asyncio.sleep(RETRY_DELAY)
@@ -114,19 +116,19 @@ class Publisher:
                 self._buffer.popleft()
             self.published += len(batch)
 
-    async def _confirmed(self, nc: Client, writer: CommandWriter) -> None:
-        """Wait until NATS has the batch just written: one PING, sent once the batch is
-        on the socket, and its PONG. A NATS that is slow to answer still has the batch
-        (nats-py keeps it queued, or it is on the socket): it is waited for, not sent
-        again, which core subscribers would see twice. Only a lost connection sends it
-        again (NatsError, OSError)."""
+    async def _confirmed(self, nc: Client, writer: CommandWriter, connection: int) -> None:
+        """Wait until NATS has the batch just written on the ``connection``-th connection:
+        one PING, sent once the batch is on the socket, and its PONG. A NATS that is only
+        slow to answer has the batch (nats-py keeps it queued, or it is on the socket): it
+        is waited for, not sent again, which core subscribers would see twice. A
+        connection lost meanwhile may have lost the batch with it, even once nats-py has
+        connected again: then it is sent again (JetStream drops what it had)."""
         while True:
             try:
                 await writer.written()
                 await nc.flush(timeout=FLUSH_TIMEOUT)  # type: ignore[arg-type]
-                return
             except TimeoutError:  # nats-py's FlushTimeoutError is one too
-                if not nc.is_connected:
+                if not nc.is_connected or _connection(nc) != connection:
                     raise
                 self.stalls += 1
                 log.warning(
@@ -134,6 +136,10 @@ class Publisher:
                     FLUSH_TIMEOUT,
                     len(self._buffer),
                 )
+                continue
+            if _connection(nc) != connection:  # the PONG came on a new connection
+                raise ConnectionReconnectingError
+            return
 
     def _take(self, max_payload: int) -> list[bytes]:
         """The next batch, from the head of the buffer; drops a head NATS would refuse."""
@@ -153,3 +159,8 @@ class Publisher:
                 )
                 return []
         return batch
+
+
+def _connection(nc: Client) -> int:
+    """Which of the client's connections this is (nats-py counts its reconnections)."""
+    return int(nc.stats["reconnects"])
