@@ -14,6 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from oye_relay.frame_sink import RelayClientConnection, RelayServerConnection
 from oye_relay.legs import WebSocketLeg
+from oye_relay.session import ChargerSession
 from oye_shared import headers as h
 from oye_shared.settings import Settings
 from oye_shared.subjects import Subjects, encode_token
@@ -461,3 +462,32 @@ def _async(check: object) -> object:
         return check()  # type: ignore[operator]
 
     return checked
+
+
+async def test_a_session_that_fails_to_start_closes_its_charger_and_is_wound_up(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug of ours in a session's start: that charger is closed with 1011, its CSMS
+    leg closed, its place freed (one connection per address here), and the relay goes on."""
+    start = ChargerSession.start
+
+    def failing(session: ChargerSession) -> None:
+        if session.charge_point_id == "CP-BROKEN":
+            raise RuntimeError("a bug")
+        start(session)
+
+    monkeypatch.setattr(ChargerSession, "start", failing)
+    one_per_address = settings.model_copy(update={"max_connections_per_address": 1})
+    async with RawCsms() as csms, relay_running(upstream_to(one_per_address, csms)) as relay:
+        async with connect(relay.url("CP-BROKEN"), subprotocols=["ocpp1.6"]) as broken:  # type: ignore[list-item]
+            with pytest.raises(ConnectionClosed) as closed:
+                async with asyncio.timeout(10):
+                    await broken.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1011
+        upstream = await csms.wait_connection("CP-BROKEN")
+        async with asyncio.timeout(10):
+            await upstream.connection.wait_closed()
+        async with connect(relay.url("CP-OK"), subprotocols=["ocpp1.6"]) as charger:  # type: ignore[list-item]
+            await charger.send('[2,"h1","Heartbeat",{}]')
+            assert json.loads(await charger.recv())[:2] == [3, "h1"]

@@ -422,9 +422,14 @@ class Relay:
             self._opening.discard(charger)
             if session is None:
                 self._disconnected(handshake.remote_host)
-        if session is not None:
+        if session is None:
+            return
+        charger.on_closed(partial(self._charger_left, session, handshake.remote_host))
+        try:
             session.start()
-            charger.on_closed(partial(self._charger_left, session, handshake.remote_host))
+        except Exception:  # a bug of ours: the charger goes, and its session is wound up
+            log.exception("%r: the session failed to start", handshake.charge_point_id)
+            await charger.close(CloseCode.INTERNAL_ERROR)
 
     def _charger_left(self, session: ChargerSession, host: str) -> None:
         task = asyncio.create_task(

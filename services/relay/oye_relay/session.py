@@ -302,12 +302,13 @@ class ChargerSession:
     async def wind_up(self) -> None:
         """The charger's socket has ended: its last frames through, then the rest of the
         session stopped and the upstream closed with the matching code."""
-        flow = self._charger_flow
-        assert flow is not None, "wind_up() after start()"
+        flow = self._charger_flow  # None if start() failed before it was made
         try:
-            await flow.drained()
+            if flow is not None:
+                await flow.drained()
         finally:
-            flow.stop()
+            if flow is not None:
+                flow.stop()
             self.ended = True
             try:
                 await self.backends.flush()  # bounded: kept messages reach their queues
