@@ -484,3 +484,20 @@ async def test_reading_paused_by_websockets_queue_goes_on_once_taken_over() -> N
         leg.attach(inbox)
         assert await inbox.holding(40) == [str(index) for index in range(40)]
         assert leg.transport.is_reading()
+
+
+async def test_a_failed_connection_to_a_peer_that_reads_nothing_is_cut_after_close_timeout() -> (
+    None
+):
+    """The close frame cannot even be written to a peer that stopped reading: the socket
+    is aborted ``close_timeout`` later instead of waiting for its buffer forever."""
+    async with server_leg(close_timeout=0.2) as (leg, client):
+        leg.attach(Inbox())
+        client.transport.pause_reading()
+        while leg.writable():  # the kernel's buffers fill up, then the transport's
+            leg.write("x" * 65_536)
+        leg.fail(1011, "keepalive ping timeout")
+        async with asyncio.timeout(10):
+            await leg.wait_closed()
+        assert leg.close_code == 1006  # no close frame came back
+        client.transport.resume_reading()  # so the charger's end sees the socket closed

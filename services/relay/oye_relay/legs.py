@@ -480,9 +480,8 @@ class WebSocketLeg(asyncio.Protocol):
             self._send_close(code, reason)
         if self.state is CLOSED:
             return
-        if self._client:
-            self._arm_close_timer()
-        else:
+        self._arm_close_timer()  # a peer that reads nothing would keep the socket open
+        if not self._client:
             self.transport.close()
 
     def _close_frame(self, payload: bytes) -> None:
@@ -497,9 +496,8 @@ class WebSocketLeg(asyncio.Protocol):
             self._close_sent = True
             self._write_frame(ws_codec.CLOSE, payload)  # the echo, as websockets sends it
         self.state = CLOSING
-        if self._client:  # the server closes the TCP connection first
-            self._arm_close_timer()
-        else:
+        self._arm_close_timer()  # a peer that reads nothing would keep the socket open
+        if not self._client:  # the server closes the TCP connection first
             self.transport.close()
 
     def _send_close(self, code: int, reason: str) -> None:
