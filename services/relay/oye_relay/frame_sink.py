@@ -70,6 +70,26 @@ class _Detached(Assembler):
 #: One for every connection with a sink (it holds nothing).
 DETACHED = _Detached()
 
+
+async def wait_in(waiters: list[asyncio.Future[None]]) -> None:
+    """Wait until :func:`release` resolves the future this adds to ``waiters`` (a plain
+    future, not ``asyncio.shield``'s); a cancelled waiter takes only its own out."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        await waiter
+    finally:
+        if waiter in waiters:
+            waiters.remove(waiter)
+
+
+def release(waiters: list[asyncio.Future[None]] | None) -> None:
+    """Wake every task in :func:`wait_in` on ``waiters``."""
+    for waiter in waiters or ():
+        if not waiter.done():
+            waiter.set_result(None)
+
+
 _AT_EOF = StreamReader.at_eof.__code__
 NO_LIMIT = 2**63
 
@@ -259,16 +279,9 @@ class FrameSink(Connection):
         resolved by ``connection_lost``, which a cancelled waiter may cancel alone."""
         if self.connection_lost_waiter.done():
             return
-        waiter: asyncio.Future[None] = self.loop.create_future()
-        waiters = self._close_waiters
-        if waiters is None:
-            waiters = self._close_waiters = []
-        waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if waiter in waiters:
-                waiters.remove(waiter)
+        if self._close_waiters is None:
+            self._close_waiters = []
+        await wait_in(self._close_waiters)
 
     def on_closed(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the TCP connection is closed (soon, if it is already;
@@ -342,9 +355,7 @@ class FrameSink(Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         waiters, self._close_waiters = self._close_waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        release(waiters)
         self._writable()
         callback, self._on_closed = self._on_closed, None
         if callback is not None:

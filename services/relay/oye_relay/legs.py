@@ -32,7 +32,14 @@ from websockets.protocol import State
 from websockets.typing import Data
 
 from oye_relay import ws_codec
-from oye_relay.frame_sink import NO_LIMIT, FrameSink, between_frames, size_limit
+from oye_relay.frame_sink import (
+    NO_LIMIT,
+    FrameSink,
+    between_frames,
+    release,
+    size_limit,
+    wait_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -387,16 +394,9 @@ class WebSocketLeg(asyncio.Protocol):
     async def send(self, message: str | bytes) -> None:
         """Write one message once the peer keeps up; ConnectionClosed once closing."""
         while self.paused and self.state is OPEN:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            waiters = self._drain_waiters
-            if waiters is None:
-                waiters = self._drain_waiters = []
-            waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in waiters:
-                    waiters.remove(waiter)
+            if self._drain_waiters is None:
+                self._drain_waiters = []
+            await wait_in(self._drain_waiters)
         if self.state is not OPEN:
             raise self._closed_error()
         self.write(message)
@@ -418,9 +418,7 @@ class WebSocketLeg(asyncio.Protocol):
 
     def _writable(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        release(waiters)
         listener = self._on_writable
         if listener is not None:
             self._on_writable = None
@@ -459,16 +457,9 @@ class WebSocketLeg(asyncio.Protocol):
         """Wait until the TCP connection is closed (a cancelled waiter stops only itself)."""
         if self.state is CLOSED:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._closed_waiters
-        if waiters is None:
-            waiters = self._closed_waiters = []
-        waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if waiter in waiters:
-                waiters.remove(waiter)
+        if self._closed_waiters is None:
+            self._closed_waiters = []
+        await wait_in(self._closed_waiters)
 
     def fail(self, code: int, reason: str) -> None:
         """Fail the connection as websockets does: a close frame, no more reading, and
@@ -521,9 +512,7 @@ class WebSocketLeg(asyncio.Protocol):
             self._close_timer.cancel()
             self._close_timer = None
         waiters, self._closed_waiters = self._closed_waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        release(waiters)
         self._writable()
         callback, self._on_closed = self._on_closed, None
         if callback is not None:
