@@ -26,7 +26,7 @@ async def mirror(kv: KeyValue) -> AsyncIterator[BucketMirror]:
     await kv.put("before", b"1")
     mirror = BucketMirror(kv, "mirror")
     follower = asyncio.create_task(mirror.follow())
-    await eventually(_async(lambda: mirror.loaded))
+    await eventually(lambda: mirror.loaded)
     yield mirror
     follower.cancel()
     await asyncio.gather(follower, return_exceptions=True)
@@ -39,11 +39,11 @@ async def test_it_loads_the_bucket_and_follows_other_writers(
     assert entry is not None
     assert entry.value == b"1"
     revision = await kv.put("later", b"2")  # another instance's write
-    await eventually(_async(lambda: mirror.revision("later") == revision))
+    await eventually(lambda: mirror.revision("later") == revision)
     assert (later := await mirror.get("later")) is not None
     assert later.value == b"2"
     await kv.delete("before")
-    await eventually(_async(lambda: mirror.revision("before") > 1))
+    await eventually(lambda: mirror.revision("before") > 1)
     assert await mirror.get("before") is None
 
 
@@ -66,10 +66,3 @@ async def test_without_its_watcher_it_reads_the_bucket_itself(kv: KeyValue) -> N
     assert entry is not None
     assert (entry.value, entry.revision) == (b"value", revision)
     assert await mirror.get("missing") is None
-
-
-def _async(check: object) -> object:
-    async def checked() -> object:
-        return check()  # type: ignore[operator]
-
-    return checked

@@ -109,7 +109,7 @@ async def test_a_sink_not_attached_yet_pauses_reading_until_it_is() -> None:
     async with server_leg() as (leg, client):
         for index in range(MAX_QUEUED + 10):
             await client.send(str(index))
-        await eventually(_async(lambda: leg.transport.is_reading() is False))
+        await eventually(lambda: leg.transport.is_reading() is False)
         inbox = Inbox()
         leg.attach(inbox)
         assert await inbox.holding(MAX_QUEUED + 10) == [str(i) for i in range(MAX_QUEUED + 10)]
@@ -296,7 +296,7 @@ async def test_the_keepalive_ping_is_answered_by_a_live_peer_only() -> None:
     async with server_leg() as (leg, client):
         leg.attach(Inbox())
         leg.keepalive_ping()
-        await eventually(_async(leg.keepalive_answered))
+        await eventually(leg.keepalive_answered)
         client.transport.pause_reading()  # alive but silent: no pong
         leg.keepalive_ping()
         assert not leg.keepalive_answered()
@@ -317,7 +317,7 @@ async def test_send_waits_for_a_peer_that_does_not_read_and_the_listener_hears_o
         sender = asyncio.create_task(_send_all(leg, message, count))
         drained = asyncio.Event()
         leg.notify_writable(drained.set)
-        await eventually(_async(lambda: leg.paused))
+        await eventually(lambda: leg.paused)
         assert not sender.done()
         client.transport.resume_reading()
         await drained.wait()
@@ -416,13 +416,6 @@ async def test_a_compressed_message_over_max_size_once_inflated_fails_with_1009(
             assert closed.value.rcvd.code == 1009
 
 
-def _async(check: Any) -> Any:
-    async def checked() -> Any:
-        return check()
-
-    return checked
-
-
 async def test_on_closed_is_called_once_the_connection_is_gone_or_soon_if_it_is() -> None:
     async with server_leg() as (leg, client):
         leg.attach(Inbox())
@@ -477,7 +470,7 @@ async def test_reading_paused_by_websockets_queue_goes_on_once_taken_over() -> N
         assert isinstance(server, RelayServerConnection)
         for index in range(40):
             await client.send(str(index))
-        await eventually(_async(lambda: server.recv_messages.paused))
+        await eventually(lambda: server.recv_messages.paused)
         leg = take_over(server)
         assert isinstance(leg, WebSocketLeg)
         inbox = Inbox()

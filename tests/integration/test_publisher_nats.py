@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
 
 import nats
 import pytest
@@ -174,7 +173,7 @@ async def test_a_nats_crash_mid_stream_loses_and_duplicates_nothing(
             await eventually(quarter_published, every=0.001)
             assert not producer.done()
             nats_server.kill()
-            await eventually(_async(lambda: not client.is_connected), every=0.005)
+            await eventually(lambda: not client.is_connected, every=0.005)
             await asyncio.to_thread(nats_server.start)
             await producer
             await publisher.wait_idle()
@@ -197,13 +196,6 @@ async def test_a_nats_crash_mid_stream_loses_and_duplicates_nothing(
     assert info.state.messages == count
 
 
-def _async(check: Any) -> Any:
-    async def checked() -> Any:
-        return check()
-
-    return checked
-
-
 async def test_a_nats_slow_to_confirm_gets_each_message_once(
     nats_server: NatsServer, nc: Client, sender: Client
 ) -> None:
@@ -221,7 +213,7 @@ async def test_a_nats_slow_to_confirm_gets_each_message_once(
         os.kill(process.pid, signal.SIGSTOP)
         try:
             publisher.publish("slow.x", b"while hung", {})
-            await eventually(_async(lambda: publisher.stalls >= 1))
+            await eventually(lambda: publisher.stalls >= 1)
             assert sender.is_connected
         finally:
             os.kill(process.pid, signal.SIGCONT)

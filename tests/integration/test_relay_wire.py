@@ -448,20 +448,13 @@ async def test_no_task_waits_for_a_connected_charger(settings: Settings) -> None
         first = await charger_that_called("CP-T0")
         baseline = len(relay_tasks())
         chargers = [first] + [await charger_that_called(f"CP-T{i}") for i in range(1, 6)]
-        await eventually(_async(lambda: len(relay_tasks()) <= baseline))
+        await eventually(lambda: len(relay_tasks()) <= baseline)
         for index, charger in enumerate(chargers):
             connected = await csms.wait_connection(f"CP-T{index}")
             await charger.close(4001, "bye")
             async with asyncio.timeout(10):
                 await connected.connection.wait_closed()
             assert connected.connection.close_code == 4001
-
-
-def _async(check: object) -> object:
-    async def checked() -> object:
-        return check()  # type: ignore[operator]
-
-    return checked
 
 
 async def test_a_session_that_fails_to_start_closes_its_charger_and_is_wound_up(

@@ -41,7 +41,7 @@ async def test_a_peer_that_does_not_read_holds_the_sender_back() -> None:
         assert isinstance(server, RelayServerConnection)
         client.transport.pause_reading()
         sender = asyncio.create_task(_send_all(server, message, count))
-        await eventually(_async(lambda: server.transport.get_write_buffer_size() > 0))
+        await eventually(lambda: server.transport.get_write_buffer_size() > 0)
         assert not sender.done()
         # Bounded: at most the frame written at once and the one that then waits to drain.
         assert server.transport.get_write_buffer_size() <= 2 * (len(message) + 14)
@@ -54,10 +54,3 @@ async def test_a_peer_that_does_not_read_holds_the_sender_back() -> None:
 async def _send_all(connection: RelayServerConnection, message: str, count: int) -> None:
     for _ in range(count):
         await connection.send(message)
-
-
-def _async(check: object) -> object:
-    async def checked() -> object:
-        return check()  # type: ignore[operator]
-
-    return checked

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -108,11 +109,14 @@ def event_body(msg: Msg) -> dict[str, Any]:
 
 
 async def eventually(check: Any, seconds: float = 10.0, every: float = 0.02) -> Any:
-    """Await ``check()`` until it returns a truthy value; for external state that sends
-    no notification (a stream's configuration, a row in a database)."""
+    """Call ``check()`` (awaiting it, if it is a coroutine function) until it returns a
+    truthy value; for external state that sends no notification (a stream's
+    configuration, a row in a database, a transport's reading state)."""
     async with asyncio.timeout(seconds):
         while True:
-            result = await check()
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
             if result:
                 return result
             await asyncio.sleep(every)
