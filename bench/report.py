@@ -163,7 +163,7 @@ def _capacity(points: list[dict[str, Any]]) -> str:
     rows = []
     for p in points:
         if p.get("skipped"):
-            rows.append([f"{p['chargers']:,}", *["–"] * 7, f"skipped: {p['skipped']}"])
+            rows.append([f"{p['chargers']:,}", *["–"] * 8, f"skipped: {p['skipped']}"])
             continue
         rows.append(
             [
@@ -172,6 +172,7 @@ def _capacity(points: list[dict[str, Any]]) -> str:
                 fmt(p["proxy_seconds"]),
                 "x" + fmt(p["ratio"]) if p["ratio"] is not None else "–",
                 f"{p['failed']['direct']} / {p['failed']['proxy']}",
+                fmt(p.get("relay_cpu_ms_per_charger")),
                 fmt(p["kib_per_charger_after_storm"], 1),
                 fmt(p["kib_per_charger_settled"], 1),
                 fmt(p["relay_open_files"], thousands=True),
@@ -187,6 +188,7 @@ def _capacity(points: list[dict[str, Any]]) -> str:
         "proxy s",
         "proxy/direct",
         "failed d / p",
+        "relay ms CPU/charger",
         "relay KiB/charger after storm",
         "settled",
         "relay open files",

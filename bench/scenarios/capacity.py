@@ -18,7 +18,7 @@ from typing import Any
 from bench.loadgen import Job
 from bench.params import order
 from bench.scenarios import Context
-from bench.stack import file_limit, listen_overflows, open_files, rss_kib
+from bench.stack import cpu_seconds, file_limit, listen_overflows, open_files, rss_kib
 from bench.stats import median, percentile, ratio
 from bench.workers import merged, total, workers
 
@@ -72,7 +72,9 @@ async def one_run(ctx: Context, mode: str, size: int) -> dict[str, Any]:
     before = sum(rss_kib(pid) for pid in pids)
     async with workers(ctx.jobs(job), ctx.workdir) as group:
         overflows = listen_overflows()
+        cpu_before = sum(cpu_seconds(pid) for pid in pids)
         results = await group.run(limit=600)
+        cpu_storm = sum(cpu_seconds(pid) for pid in pids) - cpu_before
         overflowed = listen_overflows()
         stormed = time.monotonic()
         after_storm = sum(rss_kib(pid) for pid in pids)
@@ -101,6 +103,8 @@ async def one_run(ctx: Context, mode: str, size: int) -> dict[str, Any]:
             kib_per_charger_settled=(settled - before) / max(booted, 1),
             settled_after_seconds=round(settle_seconds, 1),
             relay_open_files=files,
+            # What one charger's connect and boot cost the relay: the least noisy figure.
+            relay_cpu_ms_per_charger=round(cpu_storm * 1000 / max(booted, 1), 3),
         )
     return result
 
@@ -128,6 +132,7 @@ def point(size: int, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "kib_per_charger_after_storm": med("proxy", "kib_per_charger_after_storm"),
         "kib_per_charger_settled": med("proxy", "kib_per_charger_settled"),
         "relay_open_files": med("proxy", "relay_open_files"),
+        "relay_cpu_ms_per_charger": med("proxy", "relay_cpu_ms_per_charger"),
         "listen_overflows": {mode: med(mode, "listen_overflows") for mode in runs},
         "runs": runs,
     }
