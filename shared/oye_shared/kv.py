@@ -33,6 +33,11 @@ def bucket_config(prefix: str, name: str, ttl: float | None = None) -> KeyValueC
     return KeyValueConfig(bucket=bucket_name(prefix, name), history=1, ttl=ttl)
 
 
+def bucket_stream(prefix: str, name: str) -> str:
+    """The JetStream stream that holds a bucket (NATS names it so)."""
+    return f"KV_{bucket_name(prefix, name)}"
+
+
 async def open_state_buckets(nc: Client, prefix: str) -> tuple[KeyValue, KeyValue, KeyValue]:
     """The buckets relays and APIs share: (config, chargers, relays)."""
     js = nc.jetstream()

@@ -4,6 +4,7 @@ on every side (1.6 and 2.0.1), sharing the one lane of calls towards the charger
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -349,6 +350,9 @@ async def test_a_conflicting_configuration_is_refused_and_backends_show_per_char
             ids.append(f"CP-K{next(counter)}")
             async with SimulatedCharger(stack.relay.url(ids[-1]), ids[-1]) as charger:
                 await charger.boot()
+                with contextlib.suppress(TimeoutError):  # this one came too early
+                    async with asyncio.timeout(1):
+                        await secondary.wait_for_charger(ids[-1])
             # Any of them: the link may reach the backend only after the charger left.
             return any(cp in secondary.chargers for cp in ids)
 

@@ -21,10 +21,12 @@ from oye_shared import bus
 from oye_shared.charger_auth import CHARGER_AUTH_BUCKET
 from oye_shared.health import HealthServer, HealthServerError, health_app
 from oye_shared.http_guard import ConnectionLimits
-from oye_shared.kv import bucket_config, open_bucket, open_state_buckets
+from oye_shared.kv import bucket_config, bucket_stream, open_bucket, open_state_buckets
+from oye_shared.kv_mirror import BucketMirror
 from oye_shared.limits import LIMITS_BUCKET
 from oye_shared.service import run_service
 from oye_shared.settings import Settings
+from oye_shared.stream_tail import StreamTail
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +136,14 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
     nc = await bus.connect(settings, name=f"relay-{settings.relay_id}")
     try:
         # Before taking injections: a limit set through the API is re-applied from here.
-        relay.limits_kv = await open_bucket(
-            nc.jetstream(), bucket_config(settings.subject_prefix, LIMITS_BUCKET)
+        js, prefix = nc.jetstream(), settings.subject_prefix
+        limits = relay.limits = BucketMirror(
+            await open_bucket(js, bucket_config(prefix, LIMITS_BUCKET)),
+            "limits",
+            StreamTail(js, bucket_stream(prefix, LIMITS_BUCKET)),
         )
         # Before taking chargers' traffic off NATS: their offline queues must be readable.
-        relay.replay_store = await ReplayStore.open(nc, settings.subject_prefix)
+        replay_store = relay.replay_store = await ReplayStore.open(nc, settings.subject_prefix)
         credentials = await open_bucket(
             nc.jetstream(), bucket_config(settings.subject_prefix, CHARGER_AUTH_BUCKET)
         )
@@ -155,6 +160,8 @@ async def _run_bus(settings: Settings, publisher: Publisher, relay: Relay) -> No
             group.create_task(publisher.run(nc), name="publisher")
             group.create_task(relay.fleet.run(nc), name="fleet state")
             group.create_task(relay.gate.follow(credentials), name="charger credentials")
+            group.create_task(limits.follow(), name="limits mirror")
+            group.create_task(replay_store.follow(), name="replay store")
     finally:
         await bus.close_connection(nc)
 

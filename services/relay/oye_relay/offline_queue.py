@@ -24,9 +24,11 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
+from oye_relay.replay_index import ReplayIndex
 from oye_relay.transaction_map import TransactionMap
 from oye_shared import headers as h
-from oye_shared.kv import bucket_config, get_entry, open_bucket
+from oye_shared.kv import bucket_config, bucket_stream, open_bucket
+from oye_shared.kv_mirror import BucketMirror
 from oye_shared.replay import (
     TXMAP_BUCKET,
     Backlog,
@@ -35,6 +37,7 @@ from oye_shared.replay import (
     replay_stream_name,
     txmap_key,
 )
+from oye_shared.stream_tail import StreamTail
 from oye_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,11 @@ class ReplayStore:
         self.subjects = Subjects(prefix)
         self.stream = replay_stream_name(prefix)
         self.txmap = txmap
+        # Read at every connect, so followed into memory (see :meth:`follow`).
+        self.txmap_mirror = BucketMirror(
+            txmap, "txmap", StreamTail(js, bucket_stream(prefix, TXMAP_BUCKET))
+        )
+        self.index = ReplayIndex(js, self.stream, self.subjects.all_replay)
 
     @classmethod
     async def open(cls, nc: Client, prefix: str) -> ReplayStore:
@@ -77,15 +85,30 @@ class ReplayStore:
         txmap = await open_bucket(js, bucket_config(prefix, TXMAP_BUCKET))
         return cls(js, prefix, txmap)
 
+    async def follow(self) -> None:
+        """Keep the transaction maps and the index of non-empty queues in memory, until
+        cancelled: a connect then reads both without a NATS round trip. Until they are
+        loaded, and if following fails, they are read from NATS."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.txmap_mirror.follow(), name="txmap mirror")
+            group.create_task(self.index.follow(), name="replay index")
+
     # ``backend``: None for the primary's queue and map, else a secondary's name.
 
     async def backlog(self, charge_point_id: str, backend: str | None = None) -> Backlog:
-        return await charger_backlog(self.js, self.prefix, charge_point_id, backend)
+        subject = self.subjects.replay(charge_point_id, backend)
+        if await self.index.surely_empty(subject):
+            return Backlog()
+        mark = self.index.mark(subject)
+        backlog = await charger_backlog(self.js, self.prefix, charge_point_id, backend)
+        if not backlog.depth:
+            self.index.found_empty(subject, mark)
+        return backlog
 
     async def transaction_map(
         self, charge_point_id: str, backend: str | None = None
     ) -> TransactionMap:
-        entry = await get_entry(self.txmap, txmap_key(charge_point_id, backend))
+        entry = await self.txmap_mirror.get(txmap_key(charge_point_id, backend))
         # A secondary's map names the charger's ids, whoever issued them (see TransactionMap).
         return TransactionMap.from_json(
             entry.value if entry is not None else None, any_charger_id=backend is not None
@@ -94,7 +117,9 @@ class ReplayStore:
     async def save_transaction_map(
         self, charge_point_id: str, mapping: TransactionMap, backend: str | None = None
     ) -> None:
-        await self.txmap.put(txmap_key(charge_point_id, backend), mapping.to_json())
+        key, value = txmap_key(charge_point_id, backend), mapping.to_json()
+        revision = await self.txmap.put(key, value)
+        self.txmap_mirror.note(key, value, revision)
 
     async def append(
         self,
@@ -103,13 +128,11 @@ class ReplayStore:
         headers: dict[str, str],
         backend: str | None = None,
     ) -> int:
+        subject = self.subjects.replay(charge_point_id, backend)
         ack = await self.js.publish(
-            self.subjects.replay(charge_point_id, backend),
-            call.text.encode(),
-            timeout=NATS_TIMEOUT,
-            stream=self.stream,
-            headers=headers,
+            subject, call.text.encode(), timeout=NATS_TIMEOUT, stream=self.stream, headers=headers
         )
+        self.index.appended(subject)  # at once; the index's consumer notes it again later
         return ack.seq
 
     async def first(self, charge_point_id: str, backend: str | None = None) -> QueuedCall | None:

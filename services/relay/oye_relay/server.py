@@ -18,7 +18,6 @@ from http import HTTPStatus
 from typing import Any
 
 from nats.aio.client import Client
-from nats.js.kv import KeyValue
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
@@ -59,7 +58,7 @@ from oye_relay.upstream import (
     open_upstream_leg,
 )
 from oye_shared.headers import now_rfc3339
-from oye_shared.kv import get_entry
+from oye_shared.kv_mirror import BucketMirror
 from oye_shared.limits import LimitIds, stored_max_power
 from oye_shared.replay import Backlog
 from oye_shared.settings import Settings
@@ -107,8 +106,9 @@ class Relay:
         self.keepalive = Keepalive(interval=settings.ping_interval, timeout=settings.ping_timeout)
         self.live_config = LiveConfig(settings, self.keepalive)
         self.nc: Client | None = None
-        #: The persistent limits (``{P}_limits``), once NATS is there.
-        self.limits_kv: KeyValue | None = None
+        #: The persistent limits (``{P}_limits``), once NATS is there; read at every boot,
+        #: so followed into memory.
+        self.limits: BucketMirror | None = None
         self.limit_ids = LimitIds(settings.limit_profile_id, settings.limit_stack_level)
         self.transaction_ids = TransactionIds()
         #: Who may connect; chargers waiting for the owner's approval.
@@ -151,9 +151,9 @@ class Relay:
 
     async def stored_limit(self, charge_point_id: str) -> float | None:
         """The persistent limit stored for this charger (A), or None."""
-        if self.limits_kv is None:
+        if self.limits is None:
             return None
-        entry = await get_entry(self.limits_kv, kv_key(charge_point_id))
+        entry = await self.limits.get(kv_key(charge_point_id))
         return stored_max_power(entry.value if entry is not None else None)
 
     def _auto_charge_tag(self) -> str | None:
