@@ -314,7 +314,7 @@ class Relay:
             reason = "Refused"
         response = connection.respond(status, f"CSMS refused the connection: {reason}\n")
         for name in PASSED_BACK_HEADERS:
-            if value := refusal.response.headers.get(name):
+            if value := refusal.headers.get(name):
                 response.headers[name] = value
         return response
 

@@ -16,13 +16,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 from websockets.asyncio.client import connect
+from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from oye_relay.connections import forget_handshake
 from oye_relay.frame_sink import RelayClientConnection
 from oye_relay.keepalive import Keepalive
-from oye_relay.legs import Leg, take_over
+from oye_relay.legs import Leg
+from oye_relay.upstream_handshake import HandshakeRefused, open_leg
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +64,11 @@ def make_ssl_context(url: str, *, verify: bool, ca_file: Path | None) -> ssl.SSL
 class UpstreamRefused(Exception):
     """The CSMS answered the handshake with an HTTP status other than 101."""
 
-    def __init__(self, error: InvalidStatus) -> None:
-        super().__init__(str(error))
-        self.response = error.response
-
-    @property
-    def status(self) -> int:
-        return self.response.status_code
+    def __init__(self, status: int, headers: Headers) -> None:
+        super().__init__(f"server rejected WebSocket connection: HTTP {status}")
+        self.status = status
+        #: The answer's headers (some are passed back to the charger).
+        self.headers = headers
 
     @property
     def is_final(self) -> bool:
@@ -124,7 +124,7 @@ async def _connect(
             create_connection=RelayClientConnection,
         )
     except InvalidStatus as exc:
-        raise UpstreamRefused(exc) from exc
+        raise UpstreamRefused(exc.response.status_code, exc.response.headers) from exc
     except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
         raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
     forget_handshake(upstream)
@@ -140,15 +140,23 @@ async def open_upstream_leg(
     authorization: str | None,
     user_agent: str | None,
 ) -> Leg:
-    """:func:`open_upstream`, as a leg of the relay's own once open (legs.py)."""
-    upstream = await _connect(
-        options,
-        charge_point_id,
-        subprotocols=subprotocols,
-        authorization=authorization,
-        user_agent=user_agent,
-    )
-    leg = take_over(upstream)
+    """:func:`open_upstream`, as a leg of the relay's own from the start
+    (upstream_handshake.py: no websockets connection is made for it)."""
+    try:
+        leg = await open_leg(
+            options.base_url,
+            charge_point_id,
+            ssl_context=options.ssl_context,
+            open_timeout=options.open_timeout,
+            max_size=options.max_size,
+            subprotocols=subprotocols,
+            authorization=authorization,
+            user_agent=user_agent,
+        )
+    except HandshakeRefused as refusal:
+        raise UpstreamRefused(refusal.status, refusal.headers) from refusal
+    except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
+        raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
     options.keepalive.watch(leg)
     return leg
 
