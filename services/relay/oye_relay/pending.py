@@ -9,12 +9,9 @@ charger's reconnection is admitted like any other.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-
+from oye_relay.legs import Leg
 from oye_relay.traffic import TrafficTap, inspect
 from oye_shared.frames import Frame, MessageType, call_error_frame, call_result_frame, parse_frame
 from oye_shared.subjects import Direction
@@ -35,17 +32,18 @@ def pending_answer(frame: Frame, now: datetime) -> str | None:
     return call_error_frame(frame.message_id, "SecurityError", WAITING)
 
 
-async def hold_pending(charger: ServerConnection, tap: TrafficTap) -> None:
+async def hold_pending(charger: Leg, tap: TrafficTap) -> None:
     """Answer the charger as Pending until its socket closes."""
-    with contextlib.suppress(ConnectionClosed):
-        async for message in charger:
-            parsed = inspect(message)
-            tap.frame(Direction.UPSTREAM, message, parsed)
-            if not isinstance(parsed, Frame):
-                continue
-            answer = pending_answer(parsed, datetime.now(UTC))
-            if answer is not None:
-                tap.frame(
-                    Direction.PROXY_RESPONSE, answer, parse_frame(answer), action=parsed.action
-                )
-                await charger.send(answer)
+
+    def received(message: str | bytes) -> None:
+        parsed = inspect(message)
+        tap.frame(Direction.UPSTREAM, message, parsed)
+        if not isinstance(parsed, Frame):
+            return
+        answer = pending_answer(parsed, datetime.now(UTC))
+        if answer is not None:
+            tap.frame(Direction.PROXY_RESPONSE, answer, parse_frame(answer), action=parsed.action)
+            charger.write(answer)
+
+    charger.attach(received)
+    await charger.wait_closed()

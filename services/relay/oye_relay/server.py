@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
 from typing import Any
 
 from nats.aio.client import Client
-from websockets.asyncio.server import ServerConnection, serve
 from websockets.frames import CloseCode
-from websockets.http11 import Request, Response
-from websockets.typing import Subprotocol
 
 from oye_relay.admission import (
     Admission,
@@ -33,18 +32,23 @@ from oye_relay.admission import (
     offered_subprotocols,
 )
 from oye_relay.authorization import OfflineAuthorization
-from oye_relay.connections import forget_handshake
 from oye_relay.fleet import FleetState
-from oye_relay.frame_sink import RelayServerConnection
 from oye_relay.gatekeeper import Gatekeeper
 from oye_relay.keepalive import Keepalive
-from oye_relay.legs import Leg, take_over
+from oye_relay.legs import Leg, WebSocketLeg
 from oye_relay.live_config import LiveConfig
 from oye_relay.metrics import RelayMetrics
 from oye_relay.offline_queue import NATS_TIMEOUT, ChargerQueue, NatsTrouble, ReplayStore
 from oye_relay.pending import APPROVED_CLOSE_CODE, hold_pending
 from oye_relay.publisher import Publisher
 from oye_relay.rate import CallRate
+from oye_relay.server_handshake import (
+    Answer,
+    BadRequest,
+    ServerHandshake,
+    UpgradeRequest,
+    negotiate_extensions,
+)
 from oye_relay.session import REPLACED_REASON, ChargerSession
 from oye_relay.tls import ChargerTLS, TLSFiles
 from oye_relay.tracker import ChargerTracker
@@ -100,7 +104,8 @@ class Relay:
         self.publisher = publisher
         self.subjects = Subjects(settings.subject_prefix)
         self.sessions: dict[str, ChargerSession] = {}
-        self._handshakes: dict[ServerConnection, Handshake] = {}
+        #: Sockets whose handshake is not answered yet (server_handshake.py).
+        self._shaking: set[ServerHandshake] = set()
         self._session_changed = asyncio.Condition()
         #: Pings every charger and CSMS leg of this relay (one task, not two per charger).
         self.keepalive = Keepalive(interval=settings.ping_interval, timeout=settings.ping_timeout)
@@ -114,7 +119,7 @@ class Relay:
         #: Who may connect; chargers waiting for the owner's approval.
         self.gate = Gatekeeper(settings)
         self.gate.on_approved = self._approved
-        self._pending: dict[str, ServerConnection] = {}
+        self._pending: dict[str, Leg] = {}
         self._closing: set[asyncio.Task[None]] = set()
         #: Chargers whose session is starting, and the sessions winding up (see _relay).
         self._opening: set[Leg] = set()
@@ -160,9 +165,9 @@ class Relay:
         config = self.live_config.config
         return config.default_id_tag if config.auto_charge_enabled else None
 
-    def serve(self) -> Any:
-        """The websockets server (an async context manager); ``wss://`` when
-        ``OYE_TLS_CERT`` is set (raises ``ChargerTLSError`` if the files do not load)."""
+    def serve(self) -> contextlib.AbstractAsyncContextManager[asyncio.Server]:
+        """Listen for chargers while in the block; ``wss://`` when ``OYE_TLS_CERT`` is set
+        (raises ``ChargerTLSError`` if the files do not load)."""
         files = TLSFiles.from_settings(self.settings)
         tls = ChargerTLS(files) if files is not None else None
         if files is not None:
@@ -177,87 +182,129 @@ class Relay:
                 if files.client_ca is not None
                 else "",
             )
-        return serve(
-            self._handle,
+        return self._listening(tls.listener if tls is not None else None)
+
+    @contextlib.asynccontextmanager
+    async def _listening(self, tls: ssl.SSLContext | None) -> AsyncIterator[asyncio.Server]:
+        # The charger's own handshake time, plus the CSMS's that it waits for.
+        timeout = self.settings.handshake_timeout + self.settings.upstream_connect_timeout
+        handshake = partial(
+            ServerHandshake, self._decide, timeout, self.settings.max_frame_bytes, self._shaking
+        )
+        server = await asyncio.get_running_loop().create_server(
+            handshake,
             self.settings.bind_host,
             self.settings.ocpp_port,
-            ssl=tls.listener if tls is not None else None,
-            process_request=self._process_request,
-            process_response=self._process_response,
-            select_subprotocol=self._select_subprotocol,
-            # The charger's own handshake time, plus the CSMS's that it waits for.
-            open_timeout=self.settings.handshake_timeout + self.settings.upstream_connect_timeout,
-            ping_interval=None,  # self.keepalive pings it once open
-            max_size=self.settings.max_frame_bytes,
-            max_queue=64,
+            ssl=tls,
             # A charger storm after a power cut: the default 100 made the kernel drop
             # connection attempts (docs/PERFORMANCE.md); chargers then wait out a backoff.
             backlog=4096,
             # Several relay processes of this box share the port only when asked
             # (OYE_OCPP_REUSE_PORT, set by `oye up` for OYE_RELAY_PROCESSES > 1).
             reuse_port=self.settings.ocpp_reuse_port,
-            # Hands a session's frames over as they are read (frame_sink.py).
-            create_connection=RelayServerConnection,
         )
+        try:
+            yield server
+        finally:
+            server.close()
+            for shaking in list(self._shaking):
+                shaking.abort()  # its decision is cancelled as its socket goes
 
-    # The handshake, in the order websockets calls us.
+    # The handshake (server_handshake.py has read a valid upgrade request).
 
-    async def _process_request(
-        self, connection: ServerConnection, request: Request
-    ) -> Response | None:
+    async def _decide(self, shake: ServerHandshake, request: UpgradeRequest) -> None:
+        """Refuse the charger, or accept it and start its session."""
+        try:
+            extensions = negotiate_extensions(request.headers)
+        except BadRequest as bad:
+            shake.refuse(bad.answer)
+            return
+        decided = await self._admit_request(shake, request)
+        if isinstance(decided, Answer):
+            shake.refuse(decided)
+            return
+        charger = shake.accept(request, self._subprotocol(decided), extensions)
+        if charger is None:  # the charger left as the relay decided
+            await self._forget(decided)
+            return
+        await self._opened(charger, decided)
+
+    async def _admit_request(
+        self, shake: ServerHandshake, request: UpgradeRequest
+    ) -> Answer | Handshake:
+        """The charger's id, admission and upstream: a refusal, or what the session needs.
+        Once admitted, the caller owns the handshake (see :meth:`_forget`)."""
         found = charge_point_id_from_path(request.path, max_length=self.settings.max_id_length)
         if isinstance(found, Refusal):
             log.info("refused a handshake for %r: %s", request.path[:200], found.reason)
-            return connection.respond(found.status, found.reason + "\n")
+            return Answer(found.status, found.reason + "\n")
+        headers = request.headers
         handshake = Handshake(
             charge_point_id=found,
-            offered=offered_subprotocols(request.headers.get_all("Sec-WebSocket-Protocol")),
-            authorization=request.headers.get("Authorization"),
-            user_agent=request.headers.get("User-Agent"),
-            remote_host=_remote_host(connection),
+            offered=offered_subprotocols(headers.get_all("Sec-WebSocket-Protocol")),
+            authorization=headers.get("Authorization"),
+            user_agent=headers.get("User-Agent"),
+            remote_host=_remote_host(shake.remote_address),
         )
         handshake.upstream_options = self.upstream_options
-        refused = await self._admit(connection, handshake)
+        refused = await self._admit(handshake)
         if refused is not None:
             return refused
         self.gate.connections[handshake.remote_host] += 1
-        self._handshakes[connection] = handshake
-        if handshake.pending:
-            return None  # held here: no CSMS hears of it until the owner approves it
-        mode = self.gate.mode(has_upstream=handshake.upstream_options is not None)
-        if handshake.upstream_options is not None:
-            # Read during the CSMS's handshake, so no frame ever waits for it.
-            replay_state = asyncio.create_task(self._replay_state(handshake))
-            try:
-                handshake.upstream = await open_upstream_leg(
-                    handshake.upstream_options,
-                    found,
-                    subprotocols=handshake.offered,
-                    authorization=handshake.forwarded_authorization(mode),
-                    user_agent=handshake.user_agent,
-                )
-            except UpstreamRefused as refusal:
-                log.info("%r: CSMS refused the handshake (HTTP %d)", found, refusal.status)
-                return self._pass_back(connection, refusal)
-            except UpstreamUnreachable as exc:
-                if self.settings.offline_mode == "close":
-                    log.warning("%r: CSMS unreachable (%s); refusing the charger", found, exc)
-                    return connection.respond(503, "CSMS unreachable; try again later\n")
-                log.warning("%r: CSMS unreachable at connect (%s); accepting", found, exc)
-            finally:
-                await replay_state
-        return None
+        try:
+            return await self._open_upstream(handshake)
+        except BaseException:
+            await self._forget(handshake)
+            raise
 
-    async def _admit(self, connection: ServerConnection, handshake: Handshake) -> Response | None:
-        """Refuse a charger that may not connect (a response), or let it in (None)."""
+    async def _open_upstream(self, handshake: Handshake) -> Answer | Handshake:
+        if handshake.pending or handshake.upstream_options is None:
+            # Pending: held here, no CSMS hears of it until the owner approves it.
+            return handshake
+        found = handshake.charge_point_id
+        mode = self.gate.mode(has_upstream=True)
+        # Read during the CSMS's handshake, so no frame ever waits for it.
+        replay_state = asyncio.create_task(self._replay_state(handshake))
+        try:
+            handshake.upstream = await open_upstream_leg(
+                handshake.upstream_options,
+                found,
+                subprotocols=handshake.offered,
+                authorization=handshake.forwarded_authorization(mode),
+                user_agent=handshake.user_agent,
+            )
+        except UpstreamRefused as refusal:
+            log.info("%r: CSMS refused the handshake (HTTP %d)", found, refusal.status)
+            await self._forget(handshake)
+            return self._pass_back(refusal)
+        except UpstreamUnreachable as exc:
+            if self.settings.offline_mode == "close":
+                log.warning("%r: CSMS unreachable (%s); refusing the charger", found, exc)
+                await self._forget(handshake)
+                return Answer(503, "CSMS unreachable; try again later\n")
+            log.warning("%r: CSMS unreachable at connect (%s); accepting", found, exc)
+        finally:
+            await replay_state
+        return handshake
+
+    async def _forget(self, handshake: Handshake) -> None:
+        """An admitted charger that will not be accepted: its count, its upstream."""
+        if handshake.remote_host in self.gate.connections:
+            self._disconnected(handshake.remote_host)
+        if handshake.upstream is not None:
+            upstream, handshake.upstream = handshake.upstream, None
+            await upstream.close(1001, "charger handshake failed")
+
+    async def _admit(self, handshake: Handshake) -> Answer | None:
+        """Refuse a charger that may not connect (an answer), or let it in (None)."""
         cp, host = handshake.charge_point_id, handshake.remote_host
         if (wait := self.gate.throttled(host)) is not None:
-            response = connection.respond(429, "too many failed attempts; try again later\n")
-            response.headers["Retry-After"] = str(wait)
-            return response
+            return Answer(
+                429, "too many failed attempts; try again later\n", {"Retry-After": str(wait)}
+            )
         if self.gate.connections[host] >= self.settings.max_connections_per_address:
             log.warning("%r: refused: too many connections from %s", cp, host)
-            return connection.respond(429, "too many connections from this address\n")
+            return Answer(429, "too many connections from this address\n")
         decision = await self.gate.check(
             cp, handshake.authorization, has_upstream=handshake.upstream_options is not None
         )
@@ -268,10 +315,10 @@ class Relay:
                 cp, EventKind.ADMISSION_REFUSED, status=decision.status, reason=decision.reason
             )
             log.warning("%r: refused from %s: %s", cp, host, decision.reason)
-            response = connection.respond(decision.status, decision.reason + "\n")
+            answer = Answer(decision.status, decision.reason + "\n")
             if decision.status == 401:
-                response.headers["WWW-Authenticate"] = 'Basic realm="OYE Proxy", charset="UTF-8"'
-            return response
+                answer.headers["WWW-Authenticate"] = 'Basic realm="OYE Proxy", charset="UTF-8"'
+            return answer
         if decision is Admission.PENDING:
             handshake.pending = True
             await self.gate.record_pending(cp, handshake.authorization, host)
@@ -306,43 +353,24 @@ class Relay:
             log.info("%r: %d message(s) wait for the CSMS", cp, handshake.backlog.depth)
 
     @staticmethod
-    def _pass_back(connection: ServerConnection, refusal: UpstreamRefused) -> Response:
+    def _pass_back(refusal: UpstreamRefused) -> Answer:
         status = refusal.status
         try:
             reason = HTTPStatus(status).phrase
         except ValueError:
             reason = "Refused"
-        response = connection.respond(status, f"CSMS refused the connection: {reason}\n")
+        answer = Answer(status, f"CSMS refused the connection: {reason}\n")
         for name in PASSED_BACK_HEADERS:
-            if value := refusal.headers.get(name):
-                response.headers[name] = value
-        return response
+            if (value := refusal.headers.get(name)) and "\r" not in value and "\n" not in value:
+                answer.headers[name] = value
+        return answer
 
-    def _select_subprotocol(
-        self, connection: ServerConnection, subprotocols: Any
-    ) -> Subprotocol | None:
-        handshake = self._handshakes.get(connection)
-        if handshake is None:
-            return None
+    @staticmethod
+    def _subprotocol(handshake: Handshake) -> str | None:
         if handshake.upstream is not None:
             chosen = handshake.upstream.subprotocol
-            return Subprotocol(chosen) if chosen and chosen in handshake.offered else None
-        return (
-            Subprotocol(token)
-            if (token := choose_standalone_subprotocol(handshake.offered))
-            else None
-        )
-
-    async def _process_response(
-        self, connection: ServerConnection, request: Request, response: Response
-    ) -> None:
-        if response.status_code != 101:
-            # The handshake failed after we opened the upstream: do not leak it.
-            handshake = self._handshakes.pop(connection, None)
-            if handshake is not None:
-                self._disconnected(handshake.remote_host)
-                if handshake.upstream is not None:
-                    await handshake.upstream.close(1001, "charger handshake failed")
+            return chosen if chosen and chosen in handshake.offered else None
+        return choose_standalone_subprotocol(handshake.offered)
 
     def _disconnected(self, host: str) -> None:
         self.gate.connections[host] -= 1
@@ -351,35 +379,27 @@ class Relay:
 
     # The connection.
 
-    async def _handle(self, connection: ServerConnection) -> None:
-        handshake = self._handshakes.pop(connection)
-        forget_handshake(connection)  # what the session needs is in ``handshake``
-        if connection.subprotocol is None and (handshake.offered or handshake.upstream is None):
+    async def _opened(self, charger: WebSocketLeg, handshake: Handshake) -> None:
+        if charger.subprotocol is None and (handshake.offered or handshake.upstream is None):
             # No common subprotocol: the handshake completed without one; close (OCPP-J).
             try:
                 if handshake.upstream is not None:
                     await handshake.upstream.close(1000, "no common subprotocol")
-                await connection.close(1002, "no common OCPP subprotocol")
+                await charger.close(1002, "no common OCPP subprotocol")
             finally:
                 self._disconnected(handshake.remote_host)
             return
-        assert isinstance(connection, RelayServerConnection)  # serve(create_connection=...)
-        if handshake.pending:
-            self.keepalive.watch(connection)
-            try:
-                await self._hold_pending(connection, handshake)
-            finally:
-                self._disconnected(handshake.remote_host)
-            return
-        charger = take_over(connection)
         self.keepalive.watch(charger)
+        if handshake.pending:
+            try:
+                await self._hold_pending(charger, handshake)
+            finally:
+                self._disconnected(handshake.remote_host)
+            return
         await self._relay(charger, handshake)
-        if charger is connection:  # still websockets': it closes when this handler returns
-            await charger.wait_closed()
-        # Else the socket is the leg's: this handler (a task, its coroutines and
-        # websockets' connection objects) need not last as long as the charger stays.
+        # The session ends by itself once the charger has gone: this task ends now.
 
-    async def _hold_pending(self, charger: ServerConnection, handshake: Handshake) -> None:
+    async def _hold_pending(self, charger: Leg, handshake: Handshake) -> None:
         cp = handshake.charge_point_id
         tap = TrafficTap(
             publisher=self.publisher,
@@ -586,8 +606,7 @@ def _upstream_state(session: ChargerSession) -> str:
     return "up" if session.upstream is not None else "down"
 
 
-def _remote_host(connection: ServerConnection) -> str:
-    address = connection.remote_address
+def _remote_host(address: Any) -> str:
     return str(address[0]) if address else ""
 
 
