@@ -30,11 +30,9 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.headers import build_extension, parse_connection, parse_extension, parse_upgrade
 from websockets.utils import accept_key
 
+from oye_relay.http_head import END, MAX_HEAD_BYTES, BadHead, join_head, split_head
 from oye_relay.legs import WebSocketLeg
 
-#: As websockets' limits: a longer request head, or more header lines, is refused.
-MAX_HEAD_BYTES = 16 * 1024
-MAX_HEADERS = 128
 #: websockets' server default, kept by the leg for its closing handshake.
 CLOSE_TIMEOUT = 10.0
 
@@ -74,15 +72,22 @@ class UpgradeRequest:
     key: str
 
 
-def _failed(status: int, reason: str, hint: str = "\n") -> BadRequest:
-    return BadRequest(Answer(status, f"Failed to open a WebSocket connection: {reason}.{hint}"))
+def _failed(status: int, reason: str) -> BadRequest:
+    return BadRequest(Answer(status, f"Failed to open a WebSocket connection: {reason}.\n"))
+
+
+def _upgrade_required(reason: str) -> BadRequest:
+    text = f"Failed to open a WebSocket connection: {reason}.{BROWSER_HINT}"
+    return BadRequest(Answer(426, text, {"Upgrade": "websocket"}))
 
 
 def parse_request(head: bytes) -> UpgradeRequest:
     """The request head (without its blank line), checked as websockets' server checks
     it; raises :class:`BadRequest` with the answer websockets would give."""
-    text = head.decode("latin-1")
-    request_line, *lines = text.split("\r\n")
+    try:
+        request_line, headers = split_head(head)
+    except BadHead as exc:
+        raise _failed(400, str(exc)) from exc
     parts = request_line.split(" ")
     if len(parts) != 3 or not parts[1].startswith("/") or not request_line.isascii():
         raise _failed(400, "did not receive a valid HTTP request")
@@ -91,53 +96,28 @@ def parse_request(head: bytes) -> UpgradeRequest:
         raise BadRequest(Answer(505, f"unsupported protocol; expected HTTP/1.1: {version[:20]}\n"))
     if method != "GET":
         raise BadRequest(Answer(405, f"unsupported HTTP method; expected GET; got {method[:20]}\n"))
-    if len(lines) > MAX_HEADERS:
-        raise _failed(400, "too many HTTP headers")
-    headers = Headers()
-    for line in lines:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip() or line[0] in " \t":
-            raise _failed(400, "did not receive a valid HTTP request")
-        headers[name] = value.strip(" \t")
     try:
         connection = [o for v in headers.get_all("Connection") for o in parse_connection(v)]
-        if not any(option.lower() == "upgrade" for option in connection):
-            reason = (
-                f"invalid Connection header: {', '.join(connection)}"
-                if connection
-                else ("missing Connection header")
-            )
-            raise BadRequest(
-                Answer(
-                    426,
-                    f"Failed to open a WebSocket connection: {reason}.{BROWSER_HINT}",
-                    {"Upgrade": "websocket"},
-                )
-            )
         upgrade = [p for v in headers.get_all("Upgrade") for p in parse_upgrade(v)]
-        if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
-            reason = (
-                f"invalid Upgrade header: {', '.join(upgrade)}"
-                if upgrade
-                else ("missing Upgrade header")
-            )
-            raise BadRequest(
-                Answer(
-                    426,
-                    f"Failed to open a WebSocket connection: {reason}.{BROWSER_HINT}",
-                    {"Upgrade": "websocket"},
-                )
-            )
     except InvalidHandshake as exc:
         raise _failed(400, str(exc)) from exc
+    if not connection:
+        raise _upgrade_required("missing Connection header")
+    if not any(option.lower() == "upgrade" for option in connection):
+        raise _upgrade_required(f"invalid Connection header: {', '.join(connection)}")
+    if not upgrade:
+        raise _upgrade_required("missing Upgrade header")
+    if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
+        raise _upgrade_required(f"invalid Upgrade header: {', '.join(upgrade)}")
+    return UpgradeRequest(path=target, headers=headers, key=_key(headers))
+
+
+def _key(headers: Headers) -> str:
     keys = headers.get_all("Sec-WebSocket-Key")
-    if len(keys) != 1:
-        raise _failed(
-            400,
-            "missing Sec-WebSocket-Key header"
-            if not keys
-            else "invalid Sec-WebSocket-Key header: multiple values",
-        )
+    if not keys:
+        raise _failed(400, "missing Sec-WebSocket-Key header")
+    if len(keys) > 1:
+        raise _failed(400, "invalid Sec-WebSocket-Key header: multiple values")
     try:
         raw_key = base64.b64decode(keys[0].encode(), validate=True)
     except (binascii.Error, UnicodeEncodeError):
@@ -147,7 +127,7 @@ def parse_request(head: bytes) -> UpgradeRequest:
     versions = headers.get_all("Sec-WebSocket-Version")
     if versions != ["13"]:
         raise _failed(400, f"invalid Sec-WebSocket-Version header: {', '.join(versions)[:40]}")
-    return UpgradeRequest(path=target, headers=headers, key=keys[0])
+    return keys[0]
 
 
 def negotiate_extensions(headers: Headers) -> tuple[str | None, list[Extension]]:
@@ -197,7 +177,7 @@ def switching_protocols(key: str, subprotocol: str | None, extensions: str | Non
         lines.append(f"Sec-WebSocket-Extensions: {extensions}")
     if subprotocol:
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return join_head(lines)
 
 
 def refusal(answer: Answer) -> bytes:
@@ -214,10 +194,11 @@ def refusal(answer: Answer) -> bytes:
         "Content-Type: text/plain; charset=utf-8",
         *(f"{name}: {value}" for name, value in answer.headers.items()),
     ]
-    if any("\r" in line or "\n" in line for line in lines):  # a header passed back
-        raise ValueError("line break in a response header")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return join_head(lines) + body
 
+
+#: Every decision under way (see ServerHandshake.data_received).
+_deciding: set[asyncio.Task[None]] = set()
 
 Decide = Callable[["ServerHandshake", UpgradeRequest], Coroutine[Any, Any, None]]
 
@@ -251,7 +232,7 @@ class ServerHandshake(asyncio.Protocol):
         self._received += data
         if self._deciding is not None:
             return  # reading is paused; what came meanwhile is kept for the leg
-        end = self._received.find(b"\r\n\r\n")
+        end = self._received.find(END)
         if end < 0:
             if len(self._received) > MAX_HEAD_BYTES:
                 self.refuse(_failed(400, "did not receive a valid HTTP request").answer)
@@ -265,6 +246,10 @@ class ServerHandshake(asyncio.Protocol):
         assert self.transport is not None
         self.transport.pause_reading()  # a charger waits for the 101 before it speaks
         self._deciding = asyncio.create_task(self._decide(self, request))
+        # The decision goes on as the session's start after the 101, when nothing holds
+        # this protocol any more: keep the task until it is done (asyncio holds it weakly).
+        _deciding.add(self._deciding)
+        self._deciding.add_done_callback(_deciding.discard)
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes: connection_lost follows

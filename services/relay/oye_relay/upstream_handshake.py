@@ -36,12 +36,9 @@ from websockets.headers import (
 from websockets.uri import parse_uri
 from websockets.utils import accept_key
 
+from oye_relay.http_head import END, MAX_HEAD_BYTES, BadHead, join_head, split_head
 from oye_relay.legs import WebSocketLeg
 
-#: As websockets' defaults: a response head longer than this, or with more header lines,
-#: is not a CSMS speaking HTTP.
-MAX_HEAD_BYTES = 16 * 1024
-MAX_HEADERS = 128
 #: websockets' client default, kept by the leg for its closing handshake.
 CLOSE_TIMEOUT = 10.0
 
@@ -110,32 +107,22 @@ def handshake_request(
         lines.append(f"Authorization: {authorization}")
     if user_agent:
         lines.append(f"User-Agent: {user_agent}")
-    # The charger's headers came through an HTTP parser that refuses line breaks; the
-    # relay never writes one into a request of its own either way.
-    if any("\r" in line or "\n" in line for line in lines):
-        raise InvalidHandshake("line break in a header value")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    try:
+        return join_head(lines)
+    except BadHead as exc:  # the charger's headers passed an HTTP parser: never seen
+        raise InvalidHandshake(str(exc)) from exc
 
 
 def parse_head(head: bytes) -> tuple[int, Headers]:
     """The status and headers of a response head (without its blank line)."""
     try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes every byte
-        raise InvalidHandshake("undecodable response") from exc
-    status_line, *lines = text.split("\r\n")
+        status_line, headers = split_head(head)
+    except BadHead as exc:
+        raise InvalidHandshake(str(exc)) from exc
     version, _, rest = status_line.partition(" ")
     code = rest[:3]
     if version != "HTTP/1.1" or len(code) != 3 or not code.isdigit() or rest[3:4] not in ("", " "):
         raise InvalidHandshake(f"invalid HTTP status line: {status_line[:100]!r}")
-    if len(lines) > MAX_HEADERS:
-        raise InvalidHandshake("too many HTTP headers")
-    headers = Headers()
-    for line in lines:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip() or line[0] in " \t":
-            raise InvalidHandshake(f"invalid HTTP header line: {line[:100]!r}")
-        headers[name] = value.strip(" \t")
     return int(code), headers
 
 
@@ -192,7 +179,7 @@ class ClientHandshake(asyncio.Protocol):
         if self.opened.done():
             return
         self._received += data
-        end = self._received.find(b"\r\n\r\n")
+        end = self._received.find(END)
         if end < 0:
             if len(self._received) > MAX_HEAD_BYTES:
                 self._fail(InvalidHandshake("response head too long"))
