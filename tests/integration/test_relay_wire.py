@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import json
 
@@ -484,3 +485,48 @@ async def test_a_session_that_fails_to_start_closes_its_charger_and_is_wound_up(
         async with connect(relay.url("CP-OK"), subprotocols=["ocpp1.6"]) as charger:  # type: ignore[list-item]
             await charger.send('[2,"h1","Heartbeat",{}]')
             assert json.loads(await charger.recv())[:2] == [3, "h1"]
+
+
+async def test_a_charger_that_leaves_during_the_csms_handshake_leaves_nothing_behind(
+    settings: Settings,
+) -> None:
+    """The relay gives up at once the CSMS connection it was opening for it (not when the
+    CSMS's time is up), and the charger's address may connect again (its count is given
+    back)."""
+    reached: asyncio.Queue[None] = asyncio.Queue()
+    dropped: asyncio.Queue[None] = asyncio.Queue()
+
+    async def silent_csms(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        reached.put_nowait(None)
+        with contextlib.suppress(ConnectionError):
+            await reader.read()  # never answers; until the relay lets go
+        dropped.put_nowait(None)
+        writer.close()
+
+    async def charger_leaves_while_the_csms_is_silent() -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", configured.ocpp_port)
+        key = base64.b64encode(b"0123456789abcdef").decode()
+        writer.write(
+            f"GET /ocpp/CP-LEAVES HTTP/1.1\r\nHost: relay\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n".encode()
+        )
+        await reached.get()
+        writer.close()
+        await dropped.get()
+
+    csms = await asyncio.start_server(silent_csms, "127.0.0.1", 0)
+    port = csms.sockets[0].getsockname()[1]
+    configured = settings.model_copy(
+        update={
+            "upstream_url": f"ws://127.0.0.1:{port}/ocpp",
+            "max_connections_per_address": 1,
+            "upstream_connect_timeout": 60.0,  # far longer than this test waits
+        }
+    )
+    async with csms, relay_running(configured):
+        async with asyncio.timeout(10):
+            await charger_leaves_while_the_csms_is_silent()
+            # Admitted again (the CSMS hears of it), not refused 429 as a second connection.
+            await charger_leaves_while_the_csms_is_silent()

@@ -274,17 +274,21 @@ class Relay:
                 user_agent=handshake.user_agent,
             )
         except UpstreamRefused as refusal:
+            replay_state.cancel()
             log.info("%r: CSMS refused the handshake (HTTP %d)", found, refusal.status)
             await self._forget(handshake)
             return self._pass_back(refusal)
         except UpstreamUnreachable as exc:
             if self.settings.offline_mode == "close":
+                replay_state.cancel()
                 log.warning("%r: CSMS unreachable (%s); refusing the charger", found, exc)
                 await self._forget(handshake)
                 return Answer(503, "CSMS unreachable; try again later\n")
             log.warning("%r: CSMS unreachable at connect (%s); accepting", found, exc)
-        finally:
-            await replay_state
+        except BaseException:
+            replay_state.cancel()  # the charger left, or the relay stops: not needed
+            raise
+        await replay_state
         return handshake
 
     async def _forget(self, handshake: Handshake) -> None:

@@ -231,7 +231,11 @@ class ServerHandshake(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._received += data
         if self._deciding is not None:
-            return  # reading is paused; what came meanwhile is kept for the leg
+            # Frames sent before the 101 are kept for the leg, a few only: reading goes
+            # on meanwhile so that a charger that leaves is noticed (the decision ends).
+            if len(self._received) > MAX_HEAD_BYTES:
+                self.abort()
+            return
         end = self._received.find(END)
         if end < 0:
             if len(self._received) > MAX_HEAD_BYTES:
@@ -244,7 +248,6 @@ class ServerHandshake(asyncio.Protocol):
             return
         del self._received[: end + 4]
         assert self.transport is not None
-        self.transport.pause_reading()  # a charger waits for the 101 before it speaks
         self._deciding = asyncio.create_task(self._decide(self, request))
         # The decision goes on as the session's start after the 101, when nothing holds
         # this protocol any more: keep the task until it is done (asyncio holds it weakly).
@@ -297,7 +300,6 @@ class ServerHandshake(asyncio.Protocol):
         if self._received:  # frames the charger sent before it had the 101
             leg.data_received(bytes(self._received))
             self._received.clear()
-        self.transport.resume_reading()
         return leg
 
     def abort(self) -> None:
