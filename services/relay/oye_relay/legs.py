@@ -3,18 +3,21 @@
 websockets keeps, per open connection, its ``Connection`` and Sans-I/O protocol objects,
 their parser's generators and reader, the handshake's request and response, and (on the
 server) a task running the handler for the connection's whole life: about 8 KiB per
-charger for its two legs (docs/PERFORMANCE.md, "Relay memory"). Once websockets has done
-the handshake, :func:`take_over` swaps in a :class:`WebSocketLeg` as the transport's
-protocol: frames are read and written with :mod:`oye_relay.ws_codec`, and the rest of
-RFC 6455 a relay needs is here: fragments, ping and pong, the closing handshake (with
-``close_timeout``), and failing the connection (1002, 1007, 1009) as websockets would.
-permessage-deflate, when negotiated, is websockets' own extension object, its
-compression contexts carried on from where websockets left them.
+charger for its two legs (docs/PERFORMANCE.md, "Relay memory"). A :class:`WebSocketLeg`
+is the transport's protocol once a handshake is answered 101 (the relay's own handshakes,
+server_handshake.py and upstream_handshake.py, make one directly): frames are read and
+written with :mod:`oye_relay.ws_codec`, and the rest of RFC 6455 a relay needs is here:
+fragments, ping and pong, the closing handshake (with ``close_timeout``), and failing the
+connection (1002, 1007, 1009) as websockets would. permessage-deflate, when negotiated,
+is websockets' own extension object.
 
-A connection that cannot be taken over stays websockets' own (:class:`FrameSink`):
-one not open any more, or one whose parser is inside a frame or a fragmented message
-(frames that came with the handshake, cut short). Both kinds do what :class:`Leg`
-names, and the relay uses only that.
+:func:`take_over` makes one from a connection websockets opened (its compression
+contexts carried on). A connection that cannot be taken over stays websockets' own
+(:class:`FrameSink`): one not open any more, or one whose parser is inside a frame or a
+fragmented message. Both kinds do what :class:`Leg` names, and the relay uses only that.
+The relay's own code no longer opens such connections for a charger's two legs (only
+secondary backends use websockets, without taking over); the tests use take_over to put
+legs face to face with websockets' own peers.
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 websockets' server made, per charger, a connection object, its Sans-I/O protocol with a
 generator-driven parser, a task for the handshake and one for the handler, and the
-request and response objects, all let go once :func:`~oye_relay.legs.take_over` took the
-socket: in a storm of chargers the largest share of the relay's CPU (docs/PERFORMANCE.md,
-"Connection storms"). Here a small asyncio protocol reads the request head, checks it as
-websockets' server did (its header parsers, accept key and permessage-deflate factory),
-and hands it to the relay's admission (one task, only while the relay decides); the
-answer is written as bytes, and on a 101 the socket becomes a
+request and response objects, all let go once the relay's leg took the socket: in a
+storm of chargers the largest share of the relay's CPU (docs/PERFORMANCE.md, "Connection
+storms"). Here a small asyncio protocol reads the request head, checks it as websockets'
+server did (its header parsers, accept key and permessage-deflate factory), and hands it
+to the relay's admission (one task, only while the relay decides; a charger that leaves
+meanwhile cancels it); the answer is written as bytes, and on a 101 the socket becomes a
 :class:`~oye_relay.legs.WebSocketLeg` at once.
 """
 

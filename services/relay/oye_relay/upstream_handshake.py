@@ -2,12 +2,12 @@
 
 websockets' client made, per connect, a connection object, its Sans-I/O protocol with a
 generator-driven parser, a task-backed timeout and the handshake's request and response
-objects, all let go once :func:`~oye_relay.legs.take_over` took the socket: in a storm of
-chargers a large share of the relay's CPU (docs/PERFORMANCE.md, "Connection storms").
-Here the request is written as bytes and the answer read by a small asyncio protocol;
-on a valid 101 it hands the socket to a :class:`~oye_relay.legs.WebSocketLeg` at once.
-The header grammar, the accept key and permessage-deflate are websockets' own functions
-and extension objects, so the checks are those websockets' client made.
+objects, all let go once the relay's leg took the socket: in a storm of chargers a large
+share of the relay's CPU (docs/PERFORMANCE.md, "Connection storms"). Here the request is
+written as bytes and the answer read by a small asyncio protocol; on a valid 101 it hands
+the socket to a :class:`~oye_relay.legs.WebSocketLeg` at once. The header grammar, the
+accept key and permessage-deflate are websockets' own functions and extension objects,
+so the checks are those websockets' client made.
 """
 
 from __future__ import annotations
