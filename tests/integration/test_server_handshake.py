@@ -95,6 +95,7 @@ def test_a_valid_upgrade_request_is_parsed() -> None:
         (head("Sec-WebSocket-Version: 8"), 400, "invalid Sec-WebSocket-Version header: 8"),
         (head(" folded: line"), 400, "invalid HTTP header line"),
         (head(*(f"X-{n}: y" for n in range(200))), 400, "too many HTTP headers"),
+        (head("Authorization: Basic a", "Authorization: Basic b"), 400, "multiple values"),
     ],
 )
 def test_what_websockets_refuses_is_refused_with_its_status(

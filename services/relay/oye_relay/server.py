@@ -219,7 +219,12 @@ class Relay:
         except BadRequest as bad:
             shake.refuse(bad.answer)
             return
-        decided = await self._admit_request(shake, request)
+        try:
+            decided = await self._admit_request(shake, request)
+        except Exception:  # a bug of ours: the charger hears of it, as websockets did
+            log.exception("the handshake for %r failed", request.path[:200])
+            shake.refuse(Answer(500, "Failed to open a WebSocket connection.\n"))
+            return
         if isinstance(decided, Answer):
             shake.refuse(decided)
             return

@@ -41,6 +41,9 @@ _DEFLATE = ServerPerMessageDeflateFactory(
     server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
 )
 
+#: Headers the relay reads one value of (websockets' ``Headers.get`` raises on several).
+SINGLE_HEADERS = ("Authorization", "User-Agent")
+
 BROWSER_HINT = (
     "\n\nYou cannot access a WebSocket server directly with a browser. "
     "You need a WebSocket client.\n"
@@ -109,6 +112,9 @@ def parse_request(head: bytes) -> UpgradeRequest:
         raise _upgrade_required("missing Upgrade header")
     if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
         raise _upgrade_required(f"invalid Upgrade header: {', '.join(upgrade)}")
+    for name in SINGLE_HEADERS:
+        if len(headers.get_all(name)) > 1:
+            raise _failed(400, f"invalid {name} header: multiple values")
     return UpgradeRequest(path=target, headers=headers, key=_key(headers))
 
 
