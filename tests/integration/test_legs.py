@@ -12,10 +12,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Frame, Opcode
-from websockets.typing import Data
 
 from oye_relay.frame_sink import RelayClientConnection, RelayServerConnection
 from oye_relay.legs import MAX_FRAGMENTS, MAX_QUEUED, WebSocketLeg, take_over
+from tests.support.inbox import Inbox
 from tests.support.links import linked
 from tests.support.relay import eventually
 
@@ -56,24 +56,6 @@ async def client_leg(**options: Any) -> AsyncIterator[tuple[WebSocketLeg, Server
             yield leg, await accepted.get()
         finally:
             await leg.close()
-
-
-class Inbox:
-    """A sink that can be awaited for its n-th message."""
-
-    def __init__(self) -> None:
-        self.messages: list[Data] = []
-        self._arrived = asyncio.Event()
-
-    def __call__(self, message: Data) -> None:
-        self.messages.append(message)
-        self._arrived.set()
-
-    async def holding(self, count: int) -> list[Data]:
-        while len(self.messages) < count:
-            self._arrived.clear()
-            await self._arrived.wait()
-        return self.messages
 
 
 async def round_trip(peer: ClientConnection | ServerConnection) -> None:

@@ -23,7 +23,7 @@ from oye_relay.server_handshake import (
     negotiate_extensions,
     parse_request,
 )
-from tests.integration.test_legs import Inbox
+from tests.support.inbox import Inbox
 
 pytestmark = pytest.mark.integration
 

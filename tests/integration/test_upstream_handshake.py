@@ -25,7 +25,7 @@ from oye_relay.upstream_handshake import (
     parse_head,
     target_of,
 )
-from tests.integration.test_legs import Inbox
+from tests.support.inbox import Inbox
 
 pytestmark = pytest.mark.integration
 
