@@ -18,14 +18,14 @@ from websockets.utils import accept_key
 
 from oye_relay.legs import WebSocketLeg
 from oye_relay.upstream_handshake import (
-    HandshakeRefused,
+    UpstreamRefused,
     check_response,
     handshake_request,
     open_leg,
     parse_head,
     target_of,
 )
-from tests.support.inbox import Inbox
+from tests.support.inbox import Inbox, exchange
 
 pytestmark = pytest.mark.integration
 
@@ -107,12 +107,7 @@ async def test_the_request_is_what_the_csms_sees_and_messages_go_both_ways() -> 
         assert request.headers["Authorization"] == "Basic eDp5"
         assert request.headers["User-Agent"] == "Charger/1.0"
         assert leg.subprotocol == "ocpp1.6" == peer.subprotocol
-        inbox = Inbox()
-        leg.attach(inbox)
-        await peer.send('[2,"1","Heartbeat",{}]')
-        assert await inbox.holding(1) == ['[2,"1","Heartbeat",{}]']
-        leg.write('[3,"1",{}]')
-        assert await peer.recv() == '[3,"1",{}]'
+        await exchange(leg, peer, '[2,"1","Heartbeat",{}]', '[3,"1",{}]')
         await leg.close()
         await peer.wait_closed()
         assert peer.close_code == 1000
@@ -124,13 +119,8 @@ async def test_permessage_deflate_is_offered_and_used_when_the_csms_accepts_it()
         peer = await accepted.get()
         assert peer.request is not None
         assert "permessage-deflate" in peer.request.headers["Sec-WebSocket-Extensions"]
-        inbox = Inbox()
-        leg.attach(inbox)
         text = '[2,"1","DataTransfer",{"data":"' + "x" * 5000 + '"}]'
-        await peer.send(text)
-        assert await inbox.holding(1) == [text]
-        leg.write(text)
-        assert await peer.recv() == text
+        await exchange(leg, peer, text, text)
         await leg.close()
 
 
@@ -141,7 +131,7 @@ async def test_a_refusal_carries_its_status_and_headers() -> None:
         return response
 
     async with csms(process_request=refuse) as (url, _):
-        with pytest.raises(HandshakeRefused) as refused:
+        with pytest.raises(UpstreamRefused) as refused:
             await open_to(url)
     assert refused.value.status == 401
     assert refused.value.headers["WWW-Authenticate"] == 'Basic realm="csms"'

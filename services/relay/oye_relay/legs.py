@@ -54,6 +54,8 @@ MAX_FRAGMENTS = 1024
 MAX_QUEUED = 64
 
 OPEN, CLOSING, CLOSED = State.OPEN, State.CLOSING, State.CLOSED
+#: websockets' default, for the legs the relay's own handshakes open.
+CLOSE_TIMEOUT = 10.0
 
 
 class Leg(Protocol):
@@ -98,6 +100,31 @@ class Sender(Protocol):
 
 def _ignore(message: Data) -> None:
     """The sink once a close frame came or the connection failed: nothing is delivered."""
+
+
+def leg_on(
+    transport: asyncio.Transport,
+    *,
+    client: bool,
+    subprotocol: str | None,
+    max_size: int,
+    extensions: Sequence[Extension],
+    early: bytes = b"",
+) -> WebSocketLeg:
+    """The transport's protocol from now on, a handshake just answered 101; ``early``:
+    what the peer sent right behind its handshake, read with it."""
+    leg = WebSocketLeg(
+        transport,
+        client=client,
+        subprotocol=subprotocol,
+        max_size=max_size,
+        close_timeout=CLOSE_TIMEOUT,
+        extensions=extensions,
+    )
+    transport.set_protocol(leg)
+    if early:
+        leg.data_received(early)
+    return leg
 
 
 def take_over(connection: FrameSink) -> Leg:

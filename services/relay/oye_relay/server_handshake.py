@@ -31,10 +31,7 @@ from websockets.headers import build_extension, parse_connection, parse_extensio
 from websockets.utils import accept_key
 
 from oye_relay.http_head import END, MAX_HEAD_BYTES, BadHead, join_head, split_head
-from oye_relay.legs import WebSocketLeg
-
-#: websockets' server default, kept by the leg for its closing handshake.
-CLOSE_TIMEOUT = 10.0
+from oye_relay.legs import WebSocketLeg, leg_on
 
 #: The permessage-deflate websockets' server accepts by default (window 12, memLevel 5).
 _DEFLATE = ServerPerMessageDeflateFactory(
@@ -204,7 +201,7 @@ def refusal(answer: Answer) -> bytes:
 
 
 #: Every decision under way (see ServerHandshake.data_received).
-_deciding: set[asyncio.Task[None]] = set()
+_decisions: set[asyncio.Task[None]] = set()
 
 Decide = Callable[["ServerHandshake", UpgradeRequest], Coroutine[Any, Any, None]]
 
@@ -257,11 +254,8 @@ class ServerHandshake(asyncio.Protocol):
         self._deciding = asyncio.create_task(self._decide(self, request))
         # The decision goes on as the session's start after the 101, when nothing holds
         # this protocol any more: keep the task until it is done (asyncio holds it weakly).
-        _deciding.add(self._deciding)
-        self._deciding.add_done_callback(_deciding.discard)
-
-    def eof_received(self) -> bool | None:
-        return None  # the transport closes: connection_lost follows
+        _decisions.add(self._deciding)
+        self._deciding.add_done_callback(_decisions.discard)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._end()
@@ -294,19 +288,16 @@ class ServerHandshake(asyncio.Protocol):
         self._end()
         header, objects = extensions
         self.transport.write(switching_protocols(request.key, subprotocol, header))
-        leg = WebSocketLeg(
+        # What the charger sent before it had the 101 is read by the leg.
+        early, self._received = bytes(self._received), bytearray()
+        return leg_on(
             self.transport,
             client=False,
             subprotocol=subprotocol,
             max_size=self.max_size,
-            close_timeout=CLOSE_TIMEOUT,
             extensions=objects,
+            early=early,
         )
-        self.transport.set_protocol(leg)
-        if self._received:  # frames the charger sent before it had the 101
-            leg.data_received(bytes(self._received))
-            self._received.clear()
-        return leg
 
     def abort(self) -> None:
         """Too slow, or the relay is stopping: the socket goes, unanswered."""

@@ -16,7 +16,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 from websockets.asyncio.client import connect
-from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
@@ -24,7 +23,10 @@ from oye_relay.connections import forget_handshake
 from oye_relay.frame_sink import RelayClientConnection
 from oye_relay.keepalive import Keepalive
 from oye_relay.legs import Leg
-from oye_relay.upstream_handshake import HandshakeRefused, open_leg
+
+# UpstreamRefused is raised by both ways of connecting; callers import it from here.
+from oye_relay.upstream_handshake import UpstreamRefused as UpstreamRefused
+from oye_relay.upstream_handshake import open_leg
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +61,6 @@ def make_ssl_context(url: str, *, verify: bool, ca_file: Path | None) -> ssl.SSL
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-class UpstreamRefused(Exception):
-    """The CSMS answered the handshake with an HTTP status other than 101."""
-
-    def __init__(self, status: int, headers: Headers) -> None:
-        super().__init__(f"server rejected WebSocket connection: HTTP {status}")
-        self.status = status
-        #: The answer's headers (some are passed back to the charger).
-        self.headers = headers
-
-    @property
-    def is_final(self) -> bool:
-        """A 4xx says no to this charger; a 5xx is a CSMS in trouble, worth retrying."""
-        return 400 <= self.status < 500
 
 
 class UpstreamUnreachable(Exception):
@@ -153,8 +140,6 @@ async def open_upstream_leg(
             authorization=authorization,
             user_agent=user_agent,
         )
-    except HandshakeRefused as refusal:
-        raise UpstreamRefused(refusal.status, refusal.headers) from refusal
     except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
         raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
     options.keepalive.watch(leg)

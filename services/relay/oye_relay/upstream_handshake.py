@@ -37,23 +37,26 @@ from websockets.uri import parse_uri
 from websockets.utils import accept_key
 
 from oye_relay.http_head import END, MAX_HEAD_BYTES, BadHead, join_head, split_head
-from oye_relay.legs import WebSocketLeg
-
-#: websockets' client default, kept by the leg for its closing handshake.
-CLOSE_TIMEOUT = 10.0
+from oye_relay.legs import WebSocketLeg, leg_on
 
 #: The permessage-deflate offer websockets' client makes by default (memLevel 5).
 _DEFLATE = ClientPerMessageDeflateFactory(compress_settings={"memLevel": 5})
 _DEFLATE_OFFER = build_extension([(_DEFLATE.name, _DEFLATE.get_request_params())])
 
 
-class HandshakeRefused(Exception):
-    """The CSMS answered with an HTTP status other than 101."""
+class UpstreamRefused(Exception):
+    """The CSMS answered the handshake with an HTTP status other than 101."""
 
     def __init__(self, status: int, headers: Headers) -> None:
         super().__init__(f"server rejected WebSocket connection: HTTP {status}")
         self.status = status
+        #: The answer's headers (some are passed back to the charger).
         self.headers = headers
+
+    @property
+    def is_final(self) -> bool:
+        """A 4xx says no to this charger; a 5xx is a CSMS in trouble, worth retrying."""
+        return 400 <= self.status < 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,24 +190,21 @@ class ClientHandshake(asyncio.Protocol):
         try:
             status, headers = parse_head(bytes(self._received[:end]))
             if status != 101:
-                raise HandshakeRefused(status, headers)
+                raise UpstreamRefused(status, headers)
             subprotocol, extensions = check_response(headers, self.key, self.offered)
-        except (InvalidHandshake, HandshakeRefused) as exc:
+        except (InvalidHandshake, UpstreamRefused) as exc:
             self._fail(exc)
             return
         assert self.transport is not None
-        leg = WebSocketLeg(
+        leg = leg_on(
             self.transport,
             client=True,
             subprotocol=subprotocol,
             max_size=self.max_size,
-            close_timeout=CLOSE_TIMEOUT,
             extensions=extensions,
+            early=bytes(self._received[end + 4 :]),  # frames sent right behind the 101
         )
-        self.transport.set_protocol(leg)
         self.opened.set_result(leg)
-        if rest := bytes(self._received[end + 4 :]):  # frames sent right after the 101
-            leg.data_received(rest)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
@@ -235,7 +235,7 @@ async def open_leg(
     authorization: str | None,
     user_agent: str | None,
 ) -> WebSocketLeg:
-    """An open leg to ``base_url/{id}``; raises :class:`HandshakeRefused` for a non-101
+    """An open leg to ``base_url/{id}``; raises :class:`UpstreamRefused` for a non-101
     answer, :class:`InvalidHandshake` for an invalid one, ``OSError``, ``ssl.SSLError``
     or ``TimeoutError`` when the CSMS cannot be reached."""
     target = target_of(base_url)
