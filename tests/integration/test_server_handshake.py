@@ -23,7 +23,7 @@ from oye_relay.server_handshake import (
     negotiate_extensions,
     parse_request,
 )
-from tests.support.inbox import Inbox
+from tests.support.inbox import Inbox, exchange
 
 pytestmark = pytest.mark.integration
 
@@ -135,13 +135,8 @@ async def test_a_websockets_client_gets_its_leg_with_subprotocol_and_compression
         leg = await legs.get()
         assert charger.subprotocol == "ocpp1.6"
         assert charger.protocol.extensions
-        inbox = Inbox()
-        leg.attach(inbox)
         text = '[2,"1","DataTransfer",{"data":"' + "x" * 3000 + '"}]'
-        await charger.send(text)
-        assert await inbox.holding(1) == [text]
-        leg.write(text)
-        assert await charger.recv() == text
+        await exchange(leg, charger, text, text)
 
 
 async def test_a_refusal_reaches_the_client_with_its_headers() -> None:

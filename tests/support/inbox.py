@@ -1,10 +1,13 @@
-"""A leg's sink a test can await."""
+"""A leg's sink a test can await, and one message each way between a leg and its peer."""
 
 from __future__ import annotations
 
 import asyncio
 
+from websockets.asyncio.connection import Connection
 from websockets.typing import Data
+
+from oye_relay.legs import WebSocketLeg
 
 
 class Inbox:
@@ -23,3 +26,13 @@ class Inbox:
             self._arrived.clear()
             await self._arrived.wait()
         return self.messages
+
+
+async def exchange(leg: WebSocketLeg, peer: Connection, text: str, answer: str) -> None:
+    """``text`` from the peer reaches the leg's sink, ``answer`` from the leg the peer."""
+    inbox = Inbox()
+    leg.attach(inbox)
+    await peer.send(text)
+    assert await inbox.holding(1) == [text]
+    leg.write(answer)
+    assert await peer.recv() == answer

@@ -46,13 +46,13 @@ class ReplayIndex:
 
     async def surely_empty(self, subject: str) -> bool:
         """True only if no message can be waiting on ``subject``; False: ask NATS."""
-        if not self.may_hold(subject):
-            try:
-                last = await self.tail.last_sequence()
-            except (NatsError, OSError, TimeoutError):
-                return False
-            return self.seen >= last and not self.may_hold(subject)
-        return False
+        if self.may_hold(subject):
+            return False
+        try:
+            last = await self.tail.last_sequence()
+        except (NatsError, OSError, TimeoutError):
+            return False
+        return self.seen >= last and not self.may_hold(subject)  # an append came meanwhile?
 
     def appended(self, subject: str) -> None:
         self._appends[subject] = self._appends.get(subject, 0) + 1

@@ -77,7 +77,7 @@ PASSED_BACK_HEADERS = ("WWW-Authenticate", "Retry-After")
 
 @dataclass(slots=True)
 class Handshake:
-    """What the handshake learned, carried from process_request to the handler."""
+    """What the handshake learned, carried from the admission to the session."""
 
     charge_point_id: str
     offered: list[str]
