@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 
 import nats
@@ -191,3 +192,24 @@ async def test_chargers_connect_and_boot_without_a_nats_read_of_their_own(
                             )
             await nc.flush()
         assert not per_key_reads(requests.messages)
+
+
+async def test_a_charger_connecting_while_nats_is_down_is_relayed(
+    settings: Settings, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NATS gone, the connect's reads of the offline queue and the transaction map fail:
+    the relay says so and relays the charger all the same (admission without
+    credentials here: checking them needs NATS too)."""
+    settings = settings.model_copy(update={"charger_auth": "none"})
+    async with (
+        CsmsServer() as csms,
+        relay_running(settings.model_copy(update={"upstream_url": csms.url})) as running,
+    ):
+        relay = the_relay(settings)
+        await eventually(lambda: relay.replay_store is not None and relay.replay_store.index.loaded)
+        nats_server.kill()
+        with caplog.at_level(logging.WARNING, logger="oye_relay.server"):
+            async with SimulatedCharger(running.url("CP-DOWN"), "CP-DOWN") as charger:
+                await charger.boot()
+        nats_server.start()
+    assert "'CP-DOWN': cannot read the offline replay queue now" in caplog.text

@@ -353,11 +353,17 @@ class Relay:
             return
         cp = handshake.charge_point_id
         try:
-            async with asyncio.timeout(NATS_TIMEOUT):
-                handshake.backlog = await store.backlog(cp)
-                handshake.transaction_map = await store.transaction_map(cp)
-        except (*NatsTrouble, ValueError) as exc:
-            log.warning("%r: cannot read the offline replay queue now: %r", cp, exc)
+            # Both at once: each may wait for NATS to tell its stream's last sequence.
+            async with asyncio.timeout(NATS_TIMEOUT), asyncio.TaskGroup() as reads:
+                backlog = reads.create_task(store.backlog(cp))
+                transaction_map = reads.create_task(store.transaction_map(cp))
+        except* (*NatsTrouble, ValueError) as trouble:
+            log.warning(
+                "%r: cannot read the offline replay queue now: %r", cp, trouble.exceptions[0]
+            )
+        else:
+            handshake.backlog = backlog.result()
+            handshake.transaction_map = transaction_map.result()
         if handshake.backlog is not None and handshake.backlog.depth:
             log.info("%r: %d message(s) wait for the CSMS", cp, handshake.backlog.depth)
 
