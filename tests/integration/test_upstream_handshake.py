@@ -10,22 +10,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake
 from websockets.http11 import Request, Response
 from websockets.utils import accept_key
 
-from oye_relay.legs import WebSocketLeg
 from oye_relay.upstream_handshake import (
     UpstreamRefused,
     check_response,
     handshake_request,
-    open_leg,
     parse_head,
     target_of,
 )
 from tests.support.inbox import Inbox, exchange
+from tests.support.upstream_legs import csms, open_to
 
 pytestmark = pytest.mark.integration
 
@@ -42,34 +41,6 @@ def answer(**extra: str) -> Headers:
             del headers[name]
         headers[name] = value
     return headers
-
-
-async def open_to(url: str, **options: object) -> WebSocketLeg:
-    settings: dict[str, object] = {
-        "ssl_context": None,
-        "open_timeout": 5.0,
-        "max_size": 2**20,
-        "subprotocols": ["ocpp2.0.1", "ocpp1.6"],
-        "authorization": None,
-        "user_agent": None,
-    }
-    return await open_leg(url, "CP/1 ä", **(settings | options))  # type: ignore[arg-type]
-
-
-@asynccontextmanager
-async def csms(
-    **options: object,
-) -> AsyncIterator[tuple[str, asyncio.Queue[ServerConnection]]]:
-    """A websockets server as the CSMS: its URL and the connections it accepted."""
-    accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
-
-    async def handler(connection: ServerConnection) -> None:
-        await accepted.put(connection)
-        await connection.wait_closed()
-
-    async with serve(handler, "127.0.0.1", 0, **options) as server:  # type: ignore[arg-type]
-        port = server.sockets[0].getsockname()[1]
-        yield f"ws://127.0.0.1:{port}/ocpp/", accepted
 
 
 @asynccontextmanager

@@ -25,18 +25,24 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from oye_relay.backend_transactions import BackendTransactions
 from oye_relay.calls import PendingCalls
+from oye_relay.leg_reader import LegReader
+from oye_relay.legs import Leg
 from oye_relay.offline_queue import NATS_TIMEOUT, ChargerQueue, NatsTrouble, ReplayStore
 from oye_relay.replay_rules import Route, secondary_route
 from oye_relay.replayer import Replayer
 from oye_relay.traffic import TrafficTap, inspect
 from oye_relay.transaction_map import TransactionMap
-from oye_relay.upstream import Backoff, UpstreamOptions, UpstreamRefused, UpstreamUnreachable
-from oye_relay.upstream import open_upstream as _open_upstream
+from oye_relay.upstream import (
+    Backoff,
+    UpstreamOptions,
+    UpstreamRefused,
+    UpstreamUnreachable,
+    open_upstream,
+)
 from oye_shared.backends import BackendAuth, SecondaryBackend
 from oye_shared.bus import cancellation_checkpoint
 from oye_shared.frames import Frame
@@ -94,7 +100,6 @@ class SecondaryLink:
         store: Callable[[], ReplayStore | None] = lambda: None,
         call_timeout: float = 30.0,
         replay_attempts: int = 3,
-        open_upstream: Callable[..., Awaitable[ClientConnection]] = _open_upstream,
     ) -> None:
         self.backend = backend
         self.name = backend.name
@@ -108,11 +113,10 @@ class SecondaryLink:
         self.tap = tap
         self.on_call = on_call
         self.on_state = on_state
-        self._open = open_upstream
         self._store = store
         #: "connecting" (never connected yet), "up" or "down".
         self.state = "connecting"
-        self.connection: ClientConnection | None = None
+        self.connection: Leg | None = None
         self._outbox: asyncio.Queue[_Item] = asyncio.Queue(OUTBOX)
         self._feeding = False  # the feeder runs: a session end may wait for the outbox
         self._ending = False
@@ -262,7 +266,7 @@ class SecondaryLink:
                 self.name,
             )
 
-    async def _serve(self, connection: ClientConnection) -> None:
+    async def _serve(self, connection: Leg) -> None:
         """One connection: catch up first if anything waits, then forward live."""
         self.replayer.connected()  # before the feeder can see the connection
         self.connection = connection
@@ -294,10 +298,10 @@ class SecondaryLink:
             self.tap.event(kind, backend=self.name)
             self.on_state()
 
-    async def _connect(self, backoff: Backoff) -> ClientConnection:
+    async def _connect(self, backoff: Backoff) -> Leg:
         while True:
             try:
-                connection = await self._open(
+                connection = await open_upstream(
                     self.options,
                     self.charge_point_id,
                     subprotocols=[self.subprotocol] if self.subprotocol else [],
@@ -416,24 +420,21 @@ class SecondaryLink:
                 exc,
             )
 
-    async def _read(self, connection: ClientConnection) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for message in connection:
-                parsed = inspect(message)
-                if isinstance(parsed, Frame) and self.replayer.take_answer(parsed, message):
-                    continue  # an answer to a replayed CALL: published, swallowed
-                if isinstance(parsed, Frame) and parsed.is_call and parsed.action is not None:
-                    self.tap.frame(Direction.DOWNSTREAM, message, parsed, backend=self.name)
-                    await self.on_call(self, parsed, _text(message))
-                    continue
-                # An answer to the charger's CALL: published, swallowed.
-                action = (
-                    self.charger_calls.answered(parsed.message_id)
-                    if isinstance(parsed, Frame)
-                    else None
-                )
-                self.tap.frame(
-                    Direction.DOWNSTREAM, message, parsed, action=action, backend=self.name
-                )
-                if isinstance(parsed, Frame) and action == "StartTransaction":
-                    self._learned(self.transactions.backend_answered(parsed))
+    async def _read(self, connection: Leg) -> None:
+        async for message in LegReader(connection):
+            parsed = inspect(message)
+            if isinstance(parsed, Frame) and self.replayer.take_answer(parsed, message):
+                continue  # an answer to a replayed CALL: published, swallowed
+            if isinstance(parsed, Frame) and parsed.is_call and parsed.action is not None:
+                self.tap.frame(Direction.DOWNSTREAM, message, parsed, backend=self.name)
+                await self.on_call(self, parsed, _text(message))
+                continue
+            # An answer to the charger's CALL: published, swallowed.
+            action = (
+                self.charger_calls.answered(parsed.message_id)
+                if isinstance(parsed, Frame)
+                else None
+            )
+            self.tap.frame(Direction.DOWNSTREAM, message, parsed, action=action, backend=self.name)
+            if isinstance(parsed, Frame) and action == "StartTransaction":
+                self._learned(self.transactions.backend_answered(parsed))

@@ -59,7 +59,7 @@ from oye_relay.upstream import (
     UpstreamOptions,
     UpstreamRefused,
     UpstreamUnreachable,
-    open_upstream_leg,
+    open_upstream,
 )
 from oye_shared.headers import now_rfc3339
 from oye_shared.kv_mirror import BucketMirror
@@ -271,7 +271,7 @@ class Relay:
         # Read during the CSMS's handshake, so no frame ever waits for it.
         replay_state = asyncio.create_task(self._replay_state(handshake))
         try:
-            handshake.upstream = await open_upstream_leg(
+            handshake.upstream = await open_upstream(
                 handshake.upstream_options,
                 found,
                 subprotocols=handshake.offered,

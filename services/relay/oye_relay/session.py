@@ -51,7 +51,7 @@ from oye_relay.upstream import (
     UpstreamOptions,
     UpstreamRefused,
     UpstreamUnreachable,
-    open_upstream_leg,
+    open_upstream,
 )
 from oye_shared.backends import Policy, SecondaryBackend
 from oye_shared.frames import Frame, FrameError, call_error_frame, parse_frame
@@ -637,7 +637,7 @@ class ChargerSession:
                 log.info("%r: forwarding is off now; answering here", self.charge_point_id)
                 return
             try:
-                upstream = await open_upstream_leg(
+                upstream = await open_upstream(
                     options,
                     self.charge_point_id,
                     subprotocols=offer,

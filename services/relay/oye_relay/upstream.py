@@ -15,16 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus
-from websockets.typing import Subprotocol
+from websockets.exceptions import InvalidHandshake
 
-from oye_relay.connections import forget_handshake
-from oye_relay.frame_sink import RelayClientConnection
 from oye_relay.keepalive import Keepalive
 from oye_relay.legs import Leg
 
-# UpstreamRefused is raised by both ways of connecting; callers import it from here.
+# Raised by the handshake; callers import it from here.
 from oye_relay.upstream_handshake import UpstreamRefused as UpstreamRefused
 from oye_relay.upstream_handshake import open_leg
 
@@ -74,61 +70,9 @@ async def open_upstream(
     subprotocols: Sequence[str],
     authorization: str | None,
     user_agent: str | None,
-) -> RelayClientConnection:
-    """Open the upstream leg, or raise :class:`UpstreamRefused` / :class:`UpstreamUnreachable`."""
-    upstream = await _connect(
-        options,
-        charge_point_id,
-        subprotocols=subprotocols,
-        authorization=authorization,
-        user_agent=user_agent,
-    )
-    options.keepalive.watch(upstream)
-    return upstream
-
-
-async def _connect(
-    options: UpstreamOptions,
-    charge_point_id: str,
-    *,
-    subprotocols: Sequence[str],
-    authorization: str | None,
-    user_agent: str | None,
-) -> RelayClientConnection:
-    headers = {"Authorization": authorization} if authorization else None
-    try:
-        upstream = await connect(
-            options.url_for(charge_point_id),
-            subprotocols=[Subprotocol(token) for token in subprotocols] or None,
-            additional_headers=headers,
-            user_agent_header=user_agent,
-            ssl=options.ssl_context,
-            open_timeout=options.open_timeout,
-            ping_interval=None,  # the relay's keepalive pings it
-            max_size=options.max_size,
-            max_queue=64,
-            proxy=None,
-            create_connection=RelayClientConnection,
-        )
-    except InvalidStatus as exc:
-        raise UpstreamRefused(exc.response.status_code, exc.response.headers) from exc
-    except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
-        raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
-    forget_handshake(upstream)
-    assert isinstance(upstream, RelayClientConnection)
-    return upstream
-
-
-async def open_upstream_leg(
-    options: UpstreamOptions,
-    charge_point_id: str,
-    *,
-    subprotocols: Sequence[str],
-    authorization: str | None,
-    user_agent: str | None,
 ) -> Leg:
-    """:func:`open_upstream`, as a leg of the relay's own from the start
-    (upstream_handshake.py: no websockets connection is made for it)."""
+    """Open the upstream leg (upstream_handshake.py: the relay's own handshake), or raise
+    :class:`UpstreamRefused` / :class:`UpstreamUnreachable`."""
     try:
         leg = await open_leg(
             options.base_url,
