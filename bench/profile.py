@@ -112,8 +112,6 @@ RELAY_AREAS = (
             "websockets/asyncio/connection.py:Connection.send",
             "oye_relay/legs.py:WebSocketLeg.write",
             "oye_relay/legs.py:WebSocketLeg.send",
-            "oye_relay/frame_sink.py:FrameSink.write",
-            "oye_relay/frame_sink.py:FrameSink.send",
         ),
     ),
     # The session handles most frames inside the read callback (oye_relay/flow.py):

@@ -88,9 +88,9 @@ _HANDED_OUT: deque[int] = deque(maxlen=512)
 #: (OYE_EVENT_LOOP); the rest on uvloop, the services' default.
 ON_BOTH_LOOPS = frozenset(
     (
-        "test_frame_sink.py",
         "test_flow.py",
         "test_keepalive.py",
+        "test_leg_reader.py",
         "test_legs.py",
         "test_relay_wire.py",
     )

@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Data
 
 from oye_relay.flow import Flow
-from oye_relay.frame_sink import FrameSink, RelayServerConnection
-from tests.support.links import linked
+from oye_relay.legs import WebSocketLeg
+from tests.support.legs import server_leg
 from tests.support.relay import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@asynccontextmanager
-async def relay_side() -> AsyncIterator[tuple[RelayServerConnection, ClientConnection]]:
-    async with linked(RelayServerConnection) as (connection, peer):
-        assert isinstance(connection, RelayServerConnection)
-        yield connection, peer
 
 
 class Handled:
@@ -45,18 +37,18 @@ class Handled:
         return [message for _, message in self.frames]
 
 
-def reading(connection: FrameSink) -> bool:
+def reading(connection: WebSocketLeg) -> bool:
     return connection.transport.is_reading()
 
 
-def is_paused(connection: FrameSink) -> object:
+def is_paused(connection: WebSocketLeg) -> object:
     async def check() -> bool:
         return not reading(connection)
 
     return check
 
 
-def is_reading(connection: FrameSink) -> object:
+def is_reading(connection: WebSocketLeg) -> object:
     async def check() -> bool:
         return reading(connection)
 
@@ -84,7 +76,7 @@ async def test_frames_behind_one_that_waits_wait_too_and_keep_their_order() -> N
             await release.wait()
         handled.add("later", message)
 
-    async with relay_side() as (source, peer):
+    async with server_leg() as (source, peer):
         flow = Flow(
             source, now=now, later=later, destination=lambda: None, on_error=no_error, name="t"
         )
@@ -113,7 +105,7 @@ async def test_a_long_backlog_stops_reading_the_source_until_it_is_worked_off() 
         await release.wait()
         handled.add("later", message)
 
-    async with relay_side() as (source, peer):
+    async with server_leg() as (source, peer):
         flow = Flow(
             source,
             now=lambda message: False,
@@ -140,8 +132,8 @@ async def test_a_destination_that_does_not_read_stops_reading_the_source() -> No
     message = "x" * 65_536
     count = 300  # ~20 MB: more than the kernel's loopback buffers take
     async with AsyncExitStack() as stack:
-        source, sender = await stack.enter_async_context(relay_side())
-        destination, reader = await stack.enter_async_context(relay_side())
+        source, sender = await stack.enter_async_context(server_leg())
+        destination, reader = await stack.enter_async_context(server_leg())
 
         def now(message: Data) -> bool:
             if not destination.writable():
@@ -192,7 +184,7 @@ async def test_a_handler_that_raises_is_logged_and_the_flow_stops(
     async def later(message: Data) -> None:
         raise AssertionError("not reached")
 
-    async with relay_side() as (source, peer):
+    async with server_leg() as (source, peer):
         flow = Flow(
             source,
             now=now,

@@ -6,8 +6,8 @@ import pytest
 
 from oye_relay.leg_reader import LegReader
 from oye_relay.legs import MAX_QUEUED
+from tests.support.legs import csms, open_to
 from tests.support.relay import eventually
-from tests.support.upstream_legs import csms, open_to
 
 pytestmark = pytest.mark.integration
 

@@ -1,61 +1,24 @@
-"""oye_relay.legs: a leg taken over from websockets speaks RFC 6455 as websockets did."""
+"""oye_relay.legs: a leg the relay's own handshakes open speaks RFC 6455 as websockets
+does, face to face with websockets' own peers."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Frame, Opcode
 
-from oye_relay.frame_sink import RelayClientConnection, RelayServerConnection
-from oye_relay.legs import MAX_FRAGMENTS, MAX_QUEUED, WebSocketLeg, take_over
+from oye_relay import legs
+from oye_relay.legs import MAX_FRAGMENTS, MAX_QUEUED, WebSocketLeg
 from tests.support.inbox import Inbox
-from tests.support.links import linked
+from tests.support.legs import client_leg, server_leg
 from tests.support.relay import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@asynccontextmanager
-async def server_leg(**options: Any) -> AsyncIterator[tuple[WebSocketLeg, ClientConnection]]:
-    """A charger's leg taken over from websockets' server, and the charger's end."""
-    async with linked(RelayServerConnection, **options) as (server, client):
-        assert isinstance(server, RelayServerConnection)
-        leg = take_over(server)
-        assert isinstance(leg, WebSocketLeg)
-        yield leg, client
-
-
-@asynccontextmanager
-async def client_leg(**options: Any) -> AsyncIterator[tuple[WebSocketLeg, ServerConnection]]:
-    """A CSMS leg taken over from websockets' client, and the CSMS's end."""
-    accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
-
-    async def csms(connection: ServerConnection) -> None:
-        await accepted.put(connection)
-        await connection.wait_closed()
-
-    async with serve(csms, "127.0.0.1", 0, max_size=None, compression=None) as server:
-        port = server.sockets[0].getsockname()[1]
-        upstream = await connect(
-            f"ws://127.0.0.1:{port}",
-            create_connection=RelayClientConnection,
-            compression=None,
-            **({"max_size": None} | options),
-        )
-        assert isinstance(upstream, RelayClientConnection)
-        leg = take_over(upstream)
-        assert isinstance(leg, WebSocketLeg)
-        try:
-            yield leg, await accepted.get()
-        finally:
-            await leg.close()
 
 
 async def round_trip(peer: ClientConnection | ServerConnection) -> None:
@@ -340,25 +303,11 @@ async def test_wait_closed_ends_with_the_connection_and_a_cancelled_waiter_ends_
 
 @pytest.mark.parametrize("length", [10, 5_000, 200_000])
 async def test_compressed_messages_go_both_ways_whole_and_fragmented(length: int) -> None:
-    """permessage-deflate (websockets' default on both ends): the leg uses the extension
-    websockets negotiated, its compression context carried on from the handshake."""
+    """permessage-deflate (websockets' default): the upstream leg uses the extension its
+    handshake negotiated, its compression contexts carried from one message to the next."""
     text = ("é" * length)[:length]
-    accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
-
-    async def csms_end(connection: ServerConnection) -> None:
-        await accepted.put(connection)
-        await connection.wait_closed()
-
-    async with serve(csms_end, "127.0.0.1", 0, max_size=None) as csms:
-        port = csms.sockets[0].getsockname()[1]
-        upstream = await connect(
-            f"ws://127.0.0.1:{port}", create_connection=RelayClientConnection, max_size=None
-        )
-        assert isinstance(upstream, RelayClientConnection)
-        assert upstream.protocol.extensions
-        leg = take_over(upstream)
-        assert isinstance(leg, WebSocketLeg)
-        peer = await accepted.get()
+    async with client_leg(compression="deflate") as (leg, peer):
+        assert peer.protocol.extensions
         inbox = Inbox()
         leg.attach(inbox)
         for _ in range(2):  # the second time with the contexts the first one left
@@ -375,27 +324,18 @@ async def test_compressed_messages_go_both_ways_whole_and_fragmented(length: int
 
 
 async def test_a_compressed_message_over_max_size_once_inflated_fails_with_1009() -> None:
-    async def handler(connection: ServerConnection) -> None:
-        assert isinstance(connection, RelayServerConnection)
-        leg = take_over(connection)
-        assert isinstance(leg, WebSocketLeg)
+    async with server_leg(max_size=1_000, compression="deflate") as (leg, client):
+        assert client.protocol.extensions
         inbox = Inbox()
         leg.attach(inbox)
+        await client.send("small")
+        await client.send("x" * 100_000)  # a few hundred bytes on the wire
+        with pytest.raises(ConnectionClosedError) as closed:
+            await client.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
         await leg.wait_closed()
         assert inbox.messages == ["small"]
-
-    async with serve(
-        handler, "127.0.0.1", 0, create_connection=RelayServerConnection, max_size=1_000
-    ) as server:
-        port = server.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}") as client:
-            assert client.protocol.extensions
-            await client.send("small")
-            await client.send("x" * 100_000)  # a few hundred bytes on the wire
-            with pytest.raises(ConnectionClosedError) as closed:
-                await client.recv()
-            assert closed.value.rcvd is not None
-            assert closed.value.rcvd.code == 1009
 
 
 async def test_on_closed_is_called_once_the_connection_is_gone_or_soon_if_it_is() -> None:
@@ -411,62 +351,15 @@ async def test_on_closed_is_called_once_the_connection_is_gone_or_soon_if_it_is(
         late = asyncio.Event()
         leg.on_closed(late.set)
         await late.wait()
-    async with linked(RelayServerConnection) as (server, client):
-        assert isinstance(server, RelayServerConnection)  # websockets' own keeps it too
-        closed = asyncio.Event()
-        server.on_closed(closed.set)
-        await client.close()
-        await closed.wait()
-        late = asyncio.Event()
-        server.on_closed(late.set)
-        await late.wait()
 
 
-async def test_a_connection_caught_inside_a_frame_stays_websockets_own() -> None:
-    """websockets' parser has read part of a frame (it came with the handshake, cut
-    short): the leg could not start at a frame, so websockets keeps the connection, and
-    the message still arrives whole."""
-    async with linked(RelayServerConnection) as (server, client):
-        assert isinstance(server, RelayServerConnection)
-        server.transport.pause_reading()  # only the reads below
-        half_read = masked_frame(0x1, b"begun before the session")
-        server.data_received(half_read[:3])  # the header and a byte of the mask
-        assert take_over(server) is server
-        inbox = Inbox()
-        server.attach(inbox)
-        server.data_received(half_read[3:] + masked_frame(0x1, b"in the same read"))
-        assert inbox.messages == ["begun before the session", "in the same read"]
-        server.transport.resume_reading()  # for the closing handshake
-        await client.send("then as usual")
-        assert await inbox.holding(3) == [
-            "begun before the session",
-            "in the same read",
-            "then as usual",
-        ]
-
-
-async def test_reading_paused_by_websockets_queue_goes_on_once_taken_over() -> None:
-    """websockets stops reading when more messages wait for ``recv()`` than its
-    ``max_queue``; the leg takes those messages and reads the rest."""
-    async with linked(RelayServerConnection) as (server, client):
-        assert isinstance(server, RelayServerConnection)
-        for index in range(40):
-            await client.send(str(index))
-        await eventually(lambda: server.recv_messages.paused)
-        leg = take_over(server)
-        assert isinstance(leg, WebSocketLeg)
-        inbox = Inbox()
-        leg.attach(inbox)
-        assert await inbox.holding(40) == [str(index) for index in range(40)]
-        assert leg.transport.is_reading()
-
-
-async def test_a_failed_connection_to_a_peer_that_reads_nothing_is_cut_after_close_timeout() -> (
-    None
-):
+async def test_a_failed_connection_to_a_peer_that_reads_nothing_is_cut_after_close_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The close frame cannot even be written to a peer that stopped reading: the socket
     is aborted ``close_timeout`` later instead of waiting for its buffer forever."""
-    async with server_leg(close_timeout=0.2) as (leg, client):
+    monkeypatch.setattr(legs, "CLOSE_TIMEOUT", 0.2)
+    async with server_leg() as (leg, client):
         leg.attach(Inbox())
         client.transport.pause_reading()
         while leg.writable():  # the kernel's buffers fill up, then the transport's

@@ -24,7 +24,7 @@ from oye_relay.upstream_handshake import (
     target_of,
 )
 from tests.support.inbox import Inbox, exchange
-from tests.support.upstream_legs import csms, open_to
+from tests.support.legs import csms, open_to
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """One direction of a charger's traffic: every frame handled as it arrives, in wire order.
 
 The source connection hands each message over from its read callback
-(:mod:`oye_relay.frame_sink`). Nearly every frame needs nothing waited for: the session
+(:mod:`oye_relay.legs`). Nearly every frame needs nothing waited for: the session
 handles it there and then (``now``: parse, publish, forward with a direct write), and
 no task wakes up. A frame that must wait (an answer the relay sends itself, a queue on
 NATS, the lane towards the charger, a peer that is closing or slow) is left unchanged by

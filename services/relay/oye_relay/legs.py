@@ -11,13 +11,7 @@ fragments, ping and pong, the closing handshake (with ``close_timeout``), and fa
 connection (1002, 1007, 1009) as websockets would. permessage-deflate, when negotiated,
 is websockets' own extension object.
 
-:func:`take_over` makes one from a connection websockets opened (its compression
-contexts carried on). A connection that cannot be taken over stays websockets' own
-(:class:`FrameSink`): one not open any more, or one whose parser is inside a frame or a
-fragmented message. Both kinds do what :class:`Leg` names, and the relay uses only that.
-The relay's own code no longer opens such connections for a charger's two legs (only
-secondary backends use websockets, without taking over); the tests use take_over to put
-legs face to face with websockets' own peers.
+Secondary backends' legs are the same (their reader: :mod:`oye_relay.leg_reader`).
 """
 
 from __future__ import annotations
@@ -35,14 +29,6 @@ from websockets.protocol import State
 from websockets.typing import Data
 
 from oye_relay import ws_codec
-from oye_relay.frame_sink import (
-    NO_LIMIT,
-    FrameSink,
-    between_frames,
-    release,
-    size_limit,
-    wait_in,
-)
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +42,12 @@ MAX_QUEUED = 64
 OPEN, CLOSING, CLOSED = State.OPEN, State.CLOSING, State.CLOSED
 #: websockets' default, for the legs the relay's own handshakes open.
 CLOSE_TIMEOUT = 10.0
+#: ``max_size`` for no limit.
+NO_LIMIT = 2**63
 
 
 class Leg(Protocol):
-    """What the relay needs of an open WebSocket: a :class:`WebSocketLeg`, or websockets'
-    own connection (:class:`FrameSink`) when it could not be taken over."""
+    """What the relay needs of an open WebSocket (a :class:`WebSocketLeg`)."""
 
     @property
     def subprotocol(self) -> str | None: ...
@@ -127,36 +114,23 @@ def leg_on(
     return leg
 
 
-def take_over(connection: FrameSink) -> Leg:
-    """The connection as a :class:`WebSocketLeg`, when websockets can hand it over now;
-    else the connection itself (it then stays websockets' to the end)."""
-    protocol = connection.protocol
-    transport = connection.transport
-    if (
-        protocol.state is not OPEN
-        or transport is None
-        or transport.is_closing()
-        or not between_frames(protocol)
-    ):
-        return connection
-    queued = connection.queued_messages()
-    if queued is None:  # a fragmented message half received: rare, websockets keeps it
-        return connection
-    if connection.recv_messages.paused:  # websockets stopped reading for its queue
-        transport.resume_reading()  # the leg pauses again if that queue is long
-    leg = WebSocketLeg(
-        transport,
-        client=connection.is_client,
-        subprotocol=connection.subprotocol,
-        max_size=size_limit(protocol),
-        close_timeout=connection.close_timeout,
-        paused=connection.paused,
-        queued=queued,
-        extensions=protocol.extensions,
-    )
-    connection.hand_over()
-    transport.set_protocol(leg)
-    return leg
+async def wait_in(waiters: list[asyncio.Future[None]]) -> None:
+    """Wait until :func:`release` resolves the future this adds to ``waiters`` (a plain
+    future, not ``asyncio.shield``'s); a cancelled waiter takes only its own out."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        await waiter
+    finally:
+        if waiter in waiters:
+            waiters.remove(waiter)
+
+
+def release(waiters: list[asyncio.Future[None]] | None) -> None:
+    """Wake every task in :func:`wait_in` on ``waiters``."""
+    for waiter in waiters or ():
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 class WebSocketLeg(asyncio.Protocol):
@@ -194,8 +168,6 @@ class WebSocketLeg(asyncio.Protocol):
         subprotocol: str | None,
         max_size: int,
         close_timeout: float | None,
-        paused: bool = False,
-        queued: list[Data] | None = None,
         extensions: Sequence[Extension] = (),
     ) -> None:
         self.transport = transport
@@ -206,11 +178,11 @@ class WebSocketLeg(asyncio.Protocol):
         self.subprotocol = subprotocol
         self._max_size = max_size
         self._close_timeout = close_timeout
-        self.paused = paused
+        self.paused = False
         self.state = OPEN
         self._sink: Sink | None = None
         #: Messages read before a sink was attached (None when there are none).
-        self._queued = queued or None
+        self._queued: list[Data] | None = None
         self._partial: bytearray | None = None
         self._fragments: list[bytes] | None = None
         self._fragments_size = 0
@@ -224,8 +196,6 @@ class WebSocketLeg(asyncio.Protocol):
         self._on_closed: Callable[[], None] | None = None
         #: The payload of the keepalive's ping not answered yet.
         self._ping: bytes | None = None
-        if self._queued is not None and len(self._queued) >= MAX_QUEUED:
-            transport.pause_reading()
 
     # What the relay reads.
 
