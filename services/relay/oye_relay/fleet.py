@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -82,11 +82,10 @@ class FleetState:
         dirty, self._dirty = self._dirty, {}
         gone, self._gone = self._gone, {}
         try:
-            states = list(dirty.values())
-            for start in range(0, len(states), BATCH):
-                await asyncio.gather(*(self._put(s) for s in states[start : start + BATCH]))
-            for state in gone.values():
-                await self._put_offline(state)
+            await _in_batches(self._put, list(dirty.values()))
+            # Concurrently too: a relay losing thousands of chargers at once (a network
+            # cut, a restart) took a round trip or two per charger, one after the other.
+            await _in_batches(self._put_offline, list(gone.values()))
         except (NatsError, OSError, TimeoutError) as exc:
             log.warning("could not write charger states to NATS KV: %s", exc)
             for state in dirty.values():
@@ -130,6 +129,13 @@ class FleetState:
                 except (NatsError, OSError, TimeoutError) as exc:
                     log.warning("could not refresh this relay's liveness: %s", exc)
             await asyncio.sleep(RELAY_REFRESH_SECONDS)
+
+
+async def _in_batches(
+    write: Callable[[ChargerState], Awaitable[None]], states: list[ChargerState]
+) -> None:
+    for start in range(0, len(states), BATCH):
+        await asyncio.gather(*(write(state) for state in states[start : start + BATCH]))
 
 
 def _encode(state: ChargerState | RelayState) -> bytes:
