@@ -47,11 +47,9 @@ from oye_relay.transaction_ids import TransactionIds
 from oye_relay.transaction_map import TransactionMap
 from oye_relay.upstream import (
     DELIBERATE_CLOSE_CODES,
-    Backoff,
+    CloseCharger,
     UpstreamOptions,
-    UpstreamRefused,
-    UpstreamUnreachable,
-    open_upstream,
+    reopen_upstream,
 )
 from oye_shared.backends import Policy, SecondaryBackend
 from oye_shared.frames import Frame, FrameError, call_error_frame, parse_frame
@@ -628,48 +626,28 @@ class ChargerSession:
 
     async def _reconnect(self) -> None:
         """Open the upstream again (with backoff), unless the charger must go instead."""
-        # Once the charger has a subprotocol, only that one will do.
-        offer = [self.subprotocol] if self.subprotocol else self.offered_subprotocols
-        backoff = Backoff(maximum=self.backoff_max)
-        while True:
-            options = self.current_upstream_options()
-            if options is None:
-                log.info("%r: forwarding is off now; answering here", self.charge_point_id)
-                return
-            try:
-                upstream = await open_upstream(
-                    options,
-                    self.charge_point_id,
-                    subprotocols=offer,
-                    authorization=self.authorization,
-                    user_agent=self.user_agent,
-                )
-            except UpstreamRefused as refusal:
-                if refusal.is_final:
-                    log.warning(
-                        "%r: CSMS refused the reconnection (HTTP %d); closing the charger",
-                        self.charge_point_id,
-                        refusal.status,
-                    )
-                    await self.charger.close(1008, f"CSMS refused: HTTP {refusal.status}")
-                    return
-                log.warning("%r: CSMS answered HTTP %d", self.charge_point_id, refusal.status)
-            except UpstreamUnreachable as exc:
-                log.info("%r: CSMS unreachable (%s)", self.charge_point_id, exc)
-            else:
-                if upstream.subprotocol != self.subprotocol:
-                    await upstream.close(1002, "subprotocol changed")
-                    await self.charger.close(1002, "CSMS no longer speaks this subprotocol")
-                    return
-                self.upstream = upstream
-                self.replayer.connected()  # before any new CALL is forwarded
-                self._upstream_connected()
-                self._set_upstream_state("up")
-                self.tap.event(EventKind.UPSTREAM_UP)
-                log.info("%r: CSMS connected", self.charge_point_id)
-                self._upstream_opened(upstream)
-                return
-            await asyncio.sleep(backoff.next_delay())
+        reopened = await reopen_upstream(
+            self.current_upstream_options,
+            self.charge_point_id,
+            subprotocol=self.subprotocol,
+            # Once the charger has a subprotocol, only that one will do.
+            offer=[self.subprotocol] if self.subprotocol else self.offered_subprotocols,
+            authorization=self.authorization,
+            user_agent=self.user_agent,
+            backoff_max=self.backoff_max,
+        )
+        if reopened is None:
+            return  # forwarding is off now: the relay answers in the CSMS's place
+        if isinstance(reopened, CloseCharger):
+            await self.charger.close(reopened.code, reopened.reason)
+            return
+        self.upstream = reopened
+        self.replayer.connected()  # before any new CALL is forwarded
+        self._upstream_connected()
+        self._set_upstream_state("up")
+        self.tap.event(EventKind.UPSTREAM_UP)
+        log.info("%r: CSMS connected", self.charge_point_id)
+        self._upstream_opened(reopened)
 
     def _from_upstream_now(self, message: Data) -> bool:
         """Forward a CSMS frame at once when nothing on its way waits (nearly always);

@@ -7,10 +7,11 @@ charger were talking to it directly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -105,3 +106,57 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self.initial
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCharger:
+    """The upstream will not come back as it was: close the charger with this."""
+
+    code: int
+    reason: str
+
+
+async def reopen_upstream(
+    current_options: Callable[[], UpstreamOptions | None],
+    charge_point_id: str,
+    *,
+    subprotocol: str | None,
+    offer: Sequence[str],
+    authorization: str | None,
+    user_agent: str | None,
+    backoff_max: float,
+) -> Leg | CloseCharger | None:
+    """Open a dropped upstream again, with backoff, under the configuration of the
+    moment: the new leg; how to close the charger when the CSMS refuses it for good or
+    now speaks another subprotocol; or None once forwarding is off."""
+    backoff = Backoff(maximum=backoff_max)
+    while True:
+        options = current_options()
+        if options is None:
+            log.info("%r: forwarding is off now; answering here", charge_point_id)
+            return None
+        try:
+            upstream = await open_upstream(
+                options,
+                charge_point_id,
+                subprotocols=offer,
+                authorization=authorization,
+                user_agent=user_agent,
+            )
+        except UpstreamRefused as refusal:
+            if refusal.is_final:
+                log.warning(
+                    "%r: CSMS refused the reconnection (HTTP %d); closing the charger",
+                    charge_point_id,
+                    refusal.status,
+                )
+                return CloseCharger(1008, f"CSMS refused: HTTP {refusal.status}")
+            log.warning("%r: CSMS answered HTTP %d", charge_point_id, refusal.status)
+        except UpstreamUnreachable as exc:
+            log.info("%r: CSMS unreachable (%s)", charge_point_id, exc)
+        else:
+            if upstream.subprotocol != subprotocol:
+                await upstream.close(1002, "subprotocol changed")
+                return CloseCharger(1002, "CSMS no longer speaks this subprotocol")
+            return upstream
+        await asyncio.sleep(backoff.next_delay())
