@@ -91,6 +91,7 @@ ON_BOTH_LOOPS = frozenset(
         "test_flow.py",
         "test_keepalive.py",
         "test_leg_reader.py",
+        "test_pending.py",
         "test_legs.py",
         "test_relay_wire.py",
     )

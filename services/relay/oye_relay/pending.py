@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from oye_relay.legs import Leg
+from oye_relay.legs import OPEN, Leg
 from oye_relay.traffic import TrafficTap, inspect
 from oye_shared.frames import Frame, MessageType, call_error_frame, call_result_frame, parse_frame
 from oye_shared.subjects import Direction
@@ -35,6 +35,12 @@ def pending_answer(frame: Frame, now: datetime) -> str | None:
 async def hold_pending(charger: Leg, tap: TrafficTap) -> None:
     """Answer the charger as Pending until its socket closes."""
 
+    transport = charger.transport
+
+    def writable_again() -> None:
+        if charger.state is OPEN:
+            transport.resume_reading()
+
     def received(message: str | bytes) -> None:
         parsed = inspect(message)
         tap.frame(Direction.UPSTREAM, message, parsed)
@@ -44,6 +50,9 @@ async def hold_pending(charger: Leg, tap: TrafficTap) -> None:
         if answer is not None:
             tap.frame(Direction.PROXY_RESPONSE, answer, parse_frame(answer), action=parsed.action)
             charger.write(answer)
+            if charger.paused:  # it does not read its answers: stop reading it meanwhile
+                transport.pause_reading()
+                charger.notify_writable(writable_again)
 
     charger.attach(received)
     await charger.wait_closed()
