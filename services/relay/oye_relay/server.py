@@ -106,7 +106,6 @@ class Relay:
         self.sessions: dict[str, ChargerSession] = {}
         #: Sockets whose handshake is not answered yet (server_handshake.py).
         self._shaking: set[ServerHandshake] = set()
-        self._session_changed = asyncio.Condition()
         #: Pings every charger and CSMS leg of this relay (one task, not two per charger).
         self.keepalive = Keepalive(interval=settings.ping_interval, timeout=settings.ping_timeout)
         self.live_config = LiveConfig(settings, self.keepalive)
@@ -481,7 +480,7 @@ class Relay:
             log.exception("%r: winding up the session failed", cp)
         finally:
             self._disconnected(host)
-            await self._unregister(session)
+            self._unregister(session)
             self.fleet.gone(session.tracker.state)
             session.tap.event(
                 EventKind.DISCONNECTED, code=charger.close_code, reason=charger.close_reason
@@ -565,7 +564,7 @@ class Relay:
             if self.nc is not None:
                 await session.attach_bus(self.nc, self.subjects)
         except BaseException:
-            await self._unregister(session)
+            self._unregister(session)
             self.fleet.gone(tracker.state)
             raise
         tap.event(
@@ -585,20 +584,10 @@ class Relay:
             log.info("%r connected again; closing the previous connection", cp)
             old.tap.event(EventKind.REPLACED, by=session.tap.session_id)
             await old.close(1000, REPLACED_REASON)
-        async with self._session_changed:
-            self._session_changed.notify_all()
 
-    async def _unregister(self, session: ChargerSession) -> None:
+    def _unregister(self, session: ChargerSession) -> None:
         if self.sessions.get(session.charge_point_id) is session:
             del self.sessions[session.charge_point_id]
-        async with self._session_changed:
-            self._session_changed.notify_all()
-
-    async def wait_for_session(self, charge_point_id: str) -> ChargerSession:
-        """Wait until a charger with this id is connected (for tests and tools)."""
-        async with self._session_changed:
-            await self._session_changed.wait_for(lambda: charge_point_id in self.sessions)
-            return self.sessions[charge_point_id]
 
     async def close_all(self) -> None:
         """Close every charger with 1001 (going away), as a shutting-down server must,

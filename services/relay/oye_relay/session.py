@@ -94,7 +94,6 @@ class ChargerSession:
         "_replay",
         "_state_changed",
         "_upstream_flow",
-        "_upstream_ready",
         "authorization",
         "auto_charge_tag",
         "backends",
@@ -190,8 +189,6 @@ class ChargerSession:
         # CALLs the charger made (the CSMS answers) and CALLs the CSMS made (the charger answers).
         self.charger_calls = PendingCalls(on_answered=tap.csms_answered)
         self.csms_calls = PendingCalls(on_answered=tap.charger_answered)
-        #: Made only when someone waits for the upstream (rarely: tests, tools).
-        self._upstream_ready: asyncio.Event | None = None
         # Each direction's flow (the upstream's while it is open), the replay to the
         # CSMS, the task that reconnects it (only while it is down) and the secondaries'.
         self._charger_flow: Flow | None = None
@@ -331,18 +328,6 @@ class ChargerSession:
 
     async def close(self, code: int, reason: str) -> None:
         await self.charger.close(code, reason)
-
-    async def wait_upstream(self) -> None:
-        """Wait until the upstream leg is connected (tests and tools use this)."""
-        while self.upstream is None:
-            if self._upstream_ready is None:
-                self._upstream_ready = asyncio.Event()
-            await self._upstream_ready.wait()
-
-    def _upstream_connected(self) -> None:
-        if self._upstream_ready is not None:
-            self._upstream_ready.set()  # wakes whoever waits; the next waiter makes another
-            self._upstream_ready = None
 
     def _from_charger_now(self, message: Data) -> bool:
         """Forward a charger frame at once when nothing on its way waits (nearly always);
@@ -643,7 +628,6 @@ class ChargerSession:
             return
         self.upstream = reopened
         self.replayer.connected()  # before any new CALL is forwarded
-        self._upstream_connected()
         self._set_upstream_state("up")
         self.tap.event(EventKind.UPSTREAM_UP)
         log.info("%r: CSMS connected", self.charge_point_id)

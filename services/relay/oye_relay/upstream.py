@@ -14,7 +14,6 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from websockets.exceptions import InvalidHandshake
 
@@ -43,9 +42,6 @@ class UpstreamOptions:
     #: The relay's one keepalive (keepalive.py); the leg is watched once open.
     keepalive: Keepalive
     max_size: int
-
-    def url_for(self, charge_point_id: str) -> str:
-        return f"{self.base_url.rstrip('/')}/{quote(charge_point_id, safe='')}"
 
 
 def make_ssl_context(url: str, *, verify: bool, ca_file: Path | None) -> ssl.SSLContext | None:
