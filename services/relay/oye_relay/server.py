@@ -32,6 +32,7 @@ from oye_relay.admission import (
     offered_subprotocols,
 )
 from oye_relay.authorization import OfflineAuthorization
+from oye_relay.confirmations import Confirmations
 from oye_relay.fleet import FleetState
 from oye_relay.gatekeeper import Gatekeeper
 from oye_relay.keepalive import Keepalive
@@ -110,6 +111,8 @@ class Relay:
         self.keepalive = Keepalive(interval=settings.ping_interval, timeout=settings.ping_timeout)
         self.live_config = LiveConfig(settings, self.keepalive)
         self.nc: Client | None = None
+        #: Each connect's inject subscription confirmed by NATS before its frames are handled.
+        self._confirmations: Confirmations | None = None
         #: The persistent limits (``{P}_limits``), once NATS is there; read at every boot,
         #: so followed into memory.
         self.limits: BucketMirror | None = None
@@ -145,6 +148,7 @@ class Relay:
     async def attach_bus(self, nc: Client) -> None:
         """NATS is there: take injections for every charger held now and later."""
         self.nc = nc
+        self._confirmations = Confirmations(nc)
         for session in list(self.sessions.values()):
             await session.attach_bus(nc, self.subjects)
 
@@ -561,8 +565,11 @@ class Relay:
         await self._register(session)
         try:
             self.fleet.changed(tracker.state)
-            if self.nc is not None:
+            if self.nc is not None and self._confirmations is not None:
                 await session.attach_bus(self.nc, self.subjects)
+                # Before the charger hears anything: an injection right after its boot
+                # must find the subscription (confirmations.py).
+                await self._confirmations.confirmed()
         except BaseException:
             self._unregister(session)
             self.fleet.gone(tracker.state)
