@@ -4,6 +4,10 @@ The API sends an :class:`InjectRequest` as JSON on ``{prefix}.inject.{cp}``; onl
 that holds the charger subscribes there, so a charger nobody holds gets NATS's "no
 responders" at once. The relay answers with one :class:`InjectReply`; its ``outcome``
 decides the HTTP status in exactly one place (:data:`HTTP_STATUS`).
+
+A request with the header ``Oye-Query: state`` (and any body) asks the holder for the
+charger's :class:`~oye_shared.state.ChargerState` instead: what the relay knows now, where
+the fleet's KV entry is written a moment after a change.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+#: The header of a query on the inject subject, and its one value so far.
+QUERY = "Oye-Query"
+STATE_QUERY = "state"
 
 
 class _Wire(BaseModel):

@@ -81,6 +81,11 @@ class RelayState(_Wire):
     chargers: int = 0
 
 
+def encode_state(state: ChargerState | RelayState) -> bytes:
+    """A state as the KV buckets hold it (and a relay answers an ``Oye-Query``)."""
+    return state.model_dump_json(by_alias=True).encode()
+
+
 class ProxyConfig(_Wire):
     """The original OYE configuration keys (camelCase on the wire)."""
 

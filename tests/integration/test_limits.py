@@ -13,12 +13,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from nats.aio.client import Client
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
 from oye_cli.simulator import SimulatedCharger
 from oye_cli.simulator.frame_log import RecordedFrame, is_call, is_reply_to
+from oye_shared.kv import get_entry, open_state_buckets
 from oye_shared.settings import Settings
+from oye_shared.subjects import kv_key
 from tests.peers.csms import ChargerHandle, CsmsServer
 from tests.support.relay import eventually, relay_running
 from tests.support.stack import Stack, stack_running
@@ -233,6 +236,28 @@ async def test_the_endpoint_refuses_what_it_cannot_do(site: tuple[Stack, CsmsSer
         assert anonymous.status_code == 401
 
 
+async def test_a_limit_reaches_a_charger_the_fleets_kv_does_not_know_yet(
+    settings: Settings, nc: Client
+) -> None:
+    """The relay writes a charger's KV entry a moment after it connects: the API asks the
+    relay holding it instead, so a limit set right after the boot is not a 404."""
+    cp = "LIM-NEW"
+    _, chargers, _ = await open_state_buckets(nc, settings.subject_prefix)
+    async with (
+        stack_running(settings) as stack,
+        stack.client() as api,
+        SimulatedCharger(stack.relay.url(cp), cp, version="1.6") as charger,
+    ):
+        await charger.boot()
+        await eventually(lambda: get_entry(chargers, kv_key(cp)))
+        await chargers.purge(kv_key(cp))  # as if not written yet
+        mark = len(charger.frames.frames)
+        reply = await api.post(f"/api/chargers/{cp}/smart-charging", json={"maxPower": 10})
+        assert reply.json() == {"status": "Accepted"}
+        assert await applied(charger, mark) == {"status": "Accepted"}
+        assert our_limit(charger) == Decimal(10)
+
+
 async def test_standalone_the_limit_follows_the_proxys_own_boot_answer(
     settings: Settings,
 ) -> None:
@@ -256,8 +281,8 @@ async def test_standalone_the_limit_follows_the_proxys_own_boot_answer(
         started = await charger.start_transaction(connector=2, id_tag="X", meter_start=0)
 
         async def transaction_known() -> bool:
-            state = (await api.get(f"/api/chargers/{cp}")).json()
-            return str(started.transaction_id) in state["transactions"]
+            found = await api.get(f"/api/chargers/{cp}")  # 404 until the KV entry is there
+            return found.is_success and str(started.transaction_id) in found.json()["transactions"]
 
         await eventually(transaction_known)  # the API finds the connector in the KV state
         mark = len(charger.frames.frames)

@@ -3,6 +3,9 @@
 A relay writes each charger's :class:`ChargerState` and refreshes its own entry in the
 relays bucket every few seconds. When a relay dies, its entry expires (TTL) but its
 chargers' entries still say ONLINE: :func:`effective_state` reports those OFFLINE.
+
+A relay writes a change a moment after it happened (in batches); what must act on a
+connected charger now asks the relay holding it (:func:`held_charger`).
 """
 
 from __future__ import annotations
@@ -10,13 +13,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+import nats.errors
+from nats.aio.client import Client
 from pydantic import ValidationError
 
 from oye_api.kv import Buckets, get_entry, read_all
+from oye_shared.inject import QUERY, STATE_QUERY
 from oye_shared.state import ChargerState, ChargerStatus, RelayState
-from oye_shared.subjects import kv_key
+from oye_shared.subjects import Subjects, kv_key
 
 log = logging.getLogger(__name__)
+
+#: How long the relay holding a charger has to tell its state.
+QUERY_TIMEOUT = 2.0
 
 
 def effective_state(state: ChargerState, live_relays: Iterable[str]) -> ChargerState:
@@ -63,3 +72,35 @@ async def one_charger(buckets: Buckets, charge_point_id: str) -> ChargerState | 
         return None
     state = _parse(entry.key, entry.value)
     return None if state is None else effective_state(state, await live_relays(buckets))
+
+
+async def held_charger(nc: Client, prefix: str, charge_point_id: str) -> ChargerState | None:
+    """The charger's state from the relay holding it now; None when no relay holds it (or
+    its relay did not answer: the caller falls back to the KV entry)."""
+    try:
+        message = await nc.request(
+            Subjects(prefix).inject(charge_point_id),
+            b"",
+            timeout=QUERY_TIMEOUT,
+            headers={QUERY: STATE_QUERY},
+        )
+    except nats.errors.NoRespondersError:
+        return None
+    except nats.errors.TimeoutError:
+        log.warning("the relay holding %r did not tell its state in time", charge_point_id)
+        return None
+    return _parse(charge_point_id, message.data)
+
+
+async def current_charger(
+    nc: Client, buckets: Buckets, prefix: str, charge_point_id: str
+) -> ChargerState | None:
+    """The charger as its relay holds it now, else as the KV entry left it (offline)."""
+    held = await held_charger(nc, prefix, charge_point_id)
+    if held is None:
+        return await one_charger(buckets, charge_point_id)
+    if held.boot is None:  # reconnected without booting: its last boot is in the KV entry
+        stored = await one_charger(buckets, charge_point_id)
+        if stored is not None:
+            held.boot = stored.boot
+    return held

@@ -22,7 +22,13 @@ from nats.js.kv import KeyValue
 from oye_shared.bus import cancellation_checkpoint
 from oye_shared.headers import now_rfc3339
 from oye_shared.kv import get_entry, open_state_buckets
-from oye_shared.state import RELAY_REFRESH_SECONDS, ChargerState, ChargerStatus, RelayState
+from oye_shared.state import (
+    RELAY_REFRESH_SECONDS,
+    ChargerState,
+    ChargerStatus,
+    RelayState,
+    encode_state,
+)
 from oye_shared.subjects import kv_key
 
 log = logging.getLogger(__name__)
@@ -101,7 +107,7 @@ class FleetState:
             entry = await get_entry(self._chargers, key)
             if entry is not None and entry.value is not None:
                 state.boot = ChargerState.model_validate_json(entry.value).boot
-        await self._chargers.put(key, _encode(state))
+        await self._chargers.put(key, encode_state(state))
 
     async def _put_offline(self, state: ChargerState) -> None:
         assert self._chargers is not None
@@ -115,7 +121,9 @@ class FleetState:
             update={"status": ChargerStatus.OFFLINE, "last_seen": now_rfc3339()}
         )
         with contextlib.suppress(KeyWrongLastSequenceError):
-            await self._chargers.update(key, _encode(offline), last=entry.revision if entry else 0)
+            await self._chargers.update(
+                key, encode_state(offline), last=entry.revision if entry else 0
+            )
 
     async def _heartbeat(self) -> None:
         while True:
@@ -125,7 +133,7 @@ class FleetState:
                     relay=self.relay_id, started=self.started, chargers=self.count_chargers()
                 )
                 try:
-                    await self._relays.put(self.relay_id, _encode(state))
+                    await self._relays.put(self.relay_id, encode_state(state))
                 except (NatsError, OSError, TimeoutError) as exc:
                     log.warning("could not refresh this relay's liveness: %s", exc)
             await asyncio.sleep(RELAY_REFRESH_SECONDS)
@@ -136,7 +144,3 @@ async def _in_batches(
 ) -> None:
     for start in range(0, len(states), BATCH):
         await asyncio.gather(*(write(state) for state in states[start : start + BATCH]))
-
-
-def _encode(state: ChargerState | RelayState) -> bytes:
-    return state.model_dump_json(by_alias=True).encode()

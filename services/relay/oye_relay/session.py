@@ -55,7 +55,7 @@ from oye_shared.backends import Policy, SecondaryBackend
 from oye_shared.frames import Frame, FrameError, call_error_frame, parse_frame
 from oye_shared.inject import InjectOutcome, InjectReply, InjectRequest
 from oye_shared.limits import LimitIds
-from oye_shared.state import OCPP_VERSIONS, ChargerState
+from oye_shared.state import OCPP_VERSIONS, ChargerState, encode_state
 from oye_shared.subjects import Direction, EventKind, Subjects
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class ChargerSession:
             on_remote_start=offline_authorization.remote_started,
             metrics=tap.metrics,
         )
-        self.inject_endpoint = InjectEndpoint(self.inject)
+        self.inject_endpoint = InjectEndpoint(self)
         self.ended = False
         self.tracker = tracker
         self.transaction_ids = transaction_ids
@@ -714,6 +714,10 @@ class ChargerSession:
         """Take injection requests for this charger (only its relay subscribes)."""
         if not self.ended:
             await self.inject_endpoint.attach(nc, subjects.inject(self.charge_point_id))
+
+    def state_json(self) -> bytes:
+        """The charger's state as the fleet's KV will hold it (an ``Oye-Query``)."""
+        return encode_state(self.tracker.state)
 
     async def inject(self, request: InjectRequest) -> InjectReply:
         """Send the owner's CALL to the charger and return its answer."""

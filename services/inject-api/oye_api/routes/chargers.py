@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from oye_api.deps import State
-from oye_api.fleet import all_chargers, one_charger
+from oye_api.fleet import all_chargers, current_charger
 from oye_api.models import ErrorBody
 from oye_shared.backends import PRIMARY
 from oye_shared.replay import charger_backlog, secondary_backlogs
@@ -52,7 +52,13 @@ async def get_charger(
     charge_point_id: Annotated[str, Path(alias="chargePointId")],
 ) -> ChargerDetail:
     """The charger's state, and what waits in its offline replay queue."""
-    found = await one_charger(state.buckets, charge_point_id) if charge_point_id else None
+    found = (
+        await current_charger(
+            state.nc, state.buckets, state.settings.subject_prefix, charge_point_id
+        )
+        if charge_point_id
+        else None
+    )
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no charger {charge_point_id!r}")
     js, prefix = state.nc.jetstream(), state.settings.subject_prefix

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from oye_api.deps import Nats, State
-from oye_api.fleet import one_charger
+from oye_api.fleet import current_charger
 from oye_api.replies import error_response
 from oye_api.routes.inject import RESPONSES, send_to_relay
 from oye_shared.limits import LimitIds, clear_profile, set_profile, stored_value
@@ -67,7 +67,11 @@ async def smart_charging(
     body: SmartChargingBody,
 ) -> Response:
     """Build the version-correct profile (or clear), send it to the charger, return its answer."""
-    charger = await one_charger(state.buckets, charge_point_id) if charge_point_id else None
+    charger = (
+        await current_charger(nc, state.buckets, state.settings.subject_prefix, charge_point_id)
+        if charge_point_id
+        else None
+    )
     if charger is None:
         return error_response(NOT_FOUND, f"no charger {charge_point_id!r}")
     version = charger.ocpp_version
