@@ -66,6 +66,40 @@ async def connect(settings: Settings, *, name: str) -> Client:
             delay = min(delay * 2, 5.0)
 
 
+#: How often to look again while nats-py cannot write (the socket is full), and for how
+#: long at most.
+WRITE_POLL = 0.001
+WRITE_TIMEOUT = 2.0
+
+
+async def written(nc: Client) -> None:
+    """Return once nats-py has handed everything queued so far to its socket.
+
+    nats-py writes queued commands (a ``SUB``, a ``PUB``) only when its flusher task runs,
+    but ``flush()`` writes its PING straight to the socket: a PING sent before the flusher
+    ran overtakes them, and its PONG confirms nothing of them. The flusher empties the
+    whole queue in one write, so ``pending_data_size`` back at 0 means it went out. It
+    runs first at the next turn of the loop: one ``sleep(0)`` is nearly always enough; if
+    the socket is full, the flusher waits for it to drain and so do we, without spinning.
+    """
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WRITE_TIMEOUT
+    while nc.pending_data_size > 0:
+        if not nc.is_connected:  # kept for the next connection; the caller retries
+            raise nats.errors.ConnectionReconnectingError
+        if loop.time() >= deadline:
+            raise TimeoutError("nats-py did not write its queued commands in time")
+        await asyncio.sleep(WRITE_POLL)
+
+
+async def confirmed(nc: Client) -> None:
+    """Return once nats-server has processed every command queued on ``nc`` so far (a
+    subscription is live): a PING written after them, and its PONG."""
+    await written(nc)
+    await nc.flush(timeout=WRITE_TIMEOUT)  # type: ignore[arg-type]
+
+
 def cancellation_checkpoint() -> None:
     """Raise CancelledError if this task was cancelled and the error got lost.
 

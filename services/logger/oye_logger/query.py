@@ -19,6 +19,7 @@ from nats.aio.subscription import Subscription
 
 from oye_logger.rows import BASE64, LogRow
 from oye_logger.store import Store, StoreError
+from oye_shared.bus import confirmed
 from oye_shared.headers import rfc3339
 from oye_shared.logquery import (
     QUEUE_GROUP,
@@ -128,7 +129,7 @@ class QueryService:
     async def start(self) -> None:
         """Subscribe; draining the connection ends the subscription gracefully."""
         self._sub = await self.nc.subscribe(self.subject, queue=QUEUE_GROUP, cb=self._handle)
-        await self.nc.flush()  # the server knows the subscription before we say we serve
+        await confirmed(self.nc)  # the server knows the subscription before we say we serve
 
     async def answer(self, data: bytes) -> bytes:
         """The reply to one request body."""

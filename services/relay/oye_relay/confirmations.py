@@ -15,21 +15,16 @@ import logging
 
 from nats.aio.client import Client
 
-from oye_relay.nats_commands import CommandWriter
+from oye_shared.bus import confirmed
 
 log = logging.getLogger(__name__)
 
-#: How long a connect waits for NATS to confirm before it goes on without (NATS slow).
-TIMEOUT = 2.0
-
 
 class Confirmations:
-    __slots__ = ("_nc", "_next", "_task", "_timeout", "_writer")
+    __slots__ = ("_nc", "_next", "_task")
 
-    def __init__(self, nc: Client, timeout: float = TIMEOUT) -> None:
+    def __init__(self, nc: Client) -> None:
         self._nc = nc
-        self._writer = CommandWriter(nc)
-        self._timeout = timeout
         #: The round that will confirm what is queued now (None: nobody waits for one).
         self._next: asyncio.Future[bool] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -64,8 +59,7 @@ class Confirmations:
 
     async def _round(self) -> bool:
         try:
-            await self._writer.written()  # queued commands on the socket before the PING
-            await self._nc.flush(timeout=self._timeout)  # type: ignore[arg-type]
+            await confirmed(self._nc)
         except Exception as exc:  # NATS down or slow: the connect goes on without
             log.debug("NATS did not confirm the subscriptions: %r", exc)
             return False

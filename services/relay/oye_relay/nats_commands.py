@@ -13,22 +13,16 @@ future nats-py) gets the same through the public ``publish``, the fallback here.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from nats.aio.client import Client
 from nats.errors import (
     ConnectionClosedError,
     ConnectionDrainingError,
-    ConnectionReconnectingError,
 )
 
 from oye_relay.wire import parse_hpub
-
-#: How often to look again while the flusher cannot write (the socket is full), and for
-#: how long at most.
-WRITE_POLL = 0.001
-WRITE_TIMEOUT = 2.0
+from oye_shared.bus import written
 
 
 class CommandWriter:
@@ -66,23 +60,5 @@ class CommandWriter:
         await kick()
 
     async def written(self) -> None:
-        """Return once the client has handed everything queued so far to its socket.
-
-        nats-py writes queued commands only when its flusher task runs, but ``flush()``
-        writes its PING straight to the socket: a PING sent before the flusher ran would
-        overtake the batch, and its PONG would confirm nothing. The flusher empties the
-        whole queue in one write, so ``pending_data_size`` back at 0 means the batch went
-        out. ``write`` woke the flusher, which runs first at the next turn of the loop: one
-        ``sleep(0)`` is nearly always enough; if the socket is full, the flusher waits for
-        it to drain and so do we, without spinning.
-        """
-        nc = self._nc
-        await asyncio.sleep(0)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WRITE_TIMEOUT
-        while nc.pending_data_size > 0:
-            if not nc.is_connected:  # kept for the next connection; the caller retries
-                raise ConnectionReconnectingError
-            if loop.time() >= deadline:
-                raise TimeoutError("nats-py did not write the batch in time")
-            await asyncio.sleep(WRITE_POLL)
+        """Return once the client has handed everything queued so far to its socket."""
+        await written(self._nc)
