@@ -19,6 +19,10 @@ from oye_shared.bus import confirmed
 
 log = logging.getLogger(__name__)
 
+#: How long a connect waits for a round at most: a NATS that is connected but does not
+#: answer must not hold chargers for long (they are served, injections may miss them).
+WAIT = 1.0
+
 
 class Confirmations:
     __slots__ = ("_nc", "_next", "_task")
@@ -31,8 +35,8 @@ class Confirmations:
 
     async def confirmed(self) -> bool:
         """Return once the server has processed every command queued on the client before
-        this call: True; False when NATS is not connected or did not answer in time (a
-        reconnecting nats-py sends the subscriptions again itself)."""
+        this call: True; False when NATS is not connected or did not answer within
+        :data:`WAIT` (a reconnecting nats-py sends the subscriptions again itself)."""
         if not self._nc.is_connected:
             return False
         waiter = self._next
@@ -41,8 +45,8 @@ class Confirmations:
             if self._task is None:
                 self._task = asyncio.create_task(self._rounds(), name="NATS confirmations")
         # Not ``await waiter``: a cancelled caller would cancel the round of all others.
-        await asyncio.wait((waiter,))
-        return waiter.result()
+        await asyncio.wait((waiter,), timeout=WAIT)
+        return waiter.result() if waiter.done() else False
 
     async def _rounds(self) -> None:
         waiter = None
