@@ -89,7 +89,11 @@ async def held_charger(nc: Client, prefix: str, charge_point_id: str) -> Charger
     except nats.errors.TimeoutError:
         log.warning("the relay holding %r did not tell its state in time", charge_point_id)
         return None
-    return _parse(charge_point_id, message.data)
+    try:
+        return ChargerState.model_validate_json(message.data)
+    except ValidationError:  # a relay that does not know the query yet (a rolling upgrade)
+        log.info("the relay holding %r did not tell its state", charge_point_id)
+        return None
 
 
 async def current_charger(
