@@ -19,6 +19,7 @@ from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
 
 from oye_api.app import create_app
+from oye_shared.bus import confirmed
 from oye_shared.inject import InjectReply, InjectRequest
 from oye_shared.settings import Settings
 from oye_shared.state import bucket_name
@@ -84,7 +85,7 @@ class FakeRelay:
 
     async def __aenter__(self) -> FakeRelay:
         self._sub = await self._nc.subscribe(self.subject, cb=self._on_request)
-        await self._nc.flush()  # the server knows the subscription before the API asks
+        await confirmed(self._nc)  # the server knows the subscription before the API asks
         return self
 
     async def __aexit__(

@@ -11,12 +11,15 @@ from urllib.parse import quote
 import httpx
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from oye_api.main import serve
 from oye_cli.nats_server import NatsServer
+from oye_shared.bus import confirmed
+from oye_shared.inject import QUERY, STATE_QUERY
 from oye_shared.settings import Settings
-from oye_shared.state import ChargerState, ChargerStatus, RelayState
-from oye_shared.subjects import kv_key
+from oye_shared.state import ChargerState, ChargerStatus, RelayState, encode_state
+from oye_shared.subjects import Subjects, kv_key
 from tests.integration.api_support import (
     PASSWORD,
     bucket,
@@ -272,6 +275,46 @@ async def test_one_charger_by_its_url_encoded_id(
     assert charger["transactions"]["12345"]["idTag"] == "TAG"
     assert offline.json()["status"] == "OFFLINE"
     assert missing.status_code == 404
+
+
+async def test_one_charger_is_what_its_relay_holds_now_with_the_last_boot_from_kv(
+    api: httpx.AsyncClient, nc: Client, settings: Settings
+) -> None:
+    """The relay holding the charger answers the state query: its state wins over the KV
+    entry, which still gives the boot of a charger that reconnected without booting; a
+    relay that does not know the query (its reply is no state) leaves the KV entry."""
+    await _store_fleet(nc, settings)
+    subjects = Subjects(settings.subject_prefix)
+    live = ChargerState(
+        charge_point_id="RDAM.12 3*",
+        status=ChargerStatus.ONLINE,
+        relay="relay-a",
+        ocpp_version="2.0.1",
+        subprotocol="ocpp2.0.1",
+    )
+
+    async def holder(msg: Msg) -> None:
+        assert msg.headers == {QUERY: STATE_QUERY}
+        await msg.respond(encode_state(live))
+
+    async def older_relay(msg: Msg) -> None:
+        await msg.respond(b'{"outcome":"invalid"}')
+
+    path = f"/api/chargers/{quote('RDAM.12 3*', safe='')}"
+    sub = await nc.subscribe(subjects.inject("RDAM.12 3*"), cb=holder)
+    await confirmed(nc)
+    charger = (await api.get(path)).json()
+    await sub.unsubscribe()
+    assert charger["ocppVersion"] == "2.0.1"
+    assert charger["connectors"] == {}
+    assert charger["boot"]["chargePointVendor"] == "Alfen"
+
+    sub = await nc.subscribe(subjects.inject("RDAM.12 3*"), cb=older_relay)
+    await confirmed(nc)
+    charger = (await api.get(path)).json()
+    await sub.unsubscribe()
+    assert charger["ocppVersion"] == "1.6"
+    assert charger["connectors"]["1"]["status"] == "Charging"
 
 
 async def test_health_needs_no_auth_and_counts_relays_and_chargers(

@@ -32,6 +32,7 @@ from oye_api.charger_credentials import CredentialStore
 from oye_cli.simulator.charger import SimulatedCharger
 from oye_logger.consumer import ConsumerOptions
 from oye_logger.main import run as run_logger
+from oye_shared.bus import confirmed
 from oye_shared.charger_auth import (
     CHARGER_AUTH_BUCKET,
     MAX_CHARGER_PASSWORD,
@@ -744,7 +745,7 @@ async def test_no_password_or_authorization_value_reaches_logs_nats_or_the_traff
     # websockets' DEBUG lines include every handshake header, Authorization too.
     websockets_logger.setLevel(logging.WARNING)
     subscription = await nc.subscribe(">", cb=capture)
-    await nc.flush()
+    await confirmed(nc)
     try:
         with caplog.at_level(logging.DEBUG):
             async with stack_running(local) as stack, service_running(run_logger, stack.settings):

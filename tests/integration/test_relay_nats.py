@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from oye_cli.nats_server import NatsServer
 from oye_relay import handoff
 from oye_shared import headers as h
+from oye_shared.bus import confirmed
 from oye_shared.settings import Settings
 from tests.conftest import free_port
 from tests.support.raw_csms import RawCsms
@@ -130,7 +131,7 @@ async def test_a_handoff_subscription_gets_every_message_in_order_without_a_task
     tasks_before = len(asyncio.all_tasks())
     sub = await handoff.subscribe(nc, "t.inject.cp", handler)
     assert len(asyncio.all_tasks()) == tasks_before
-    await nc.flush()  # the SUB has reached the server
+    await confirmed(nc)  # the SUB has reached the server
     assert isinstance(sub._pending_queue, handoff._Handoff), "nats-py changed: see handoff.py"
     other = await nats.connect(nats_server.url)
     try:
