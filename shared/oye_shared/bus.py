@@ -67,9 +67,10 @@ async def connect(settings: Settings, *, name: str) -> Client:
 
 
 #: How often to look again while nats-py cannot write (the socket is full), and for how
-#: long at most.
+#: long at most; how long a PONG may take.
 WRITE_POLL = 0.001
 WRITE_TIMEOUT = 2.0
+CONFIRM_TIMEOUT = 2.0
 
 
 async def written(nc: Client) -> None:
@@ -97,7 +98,7 @@ async def confirmed(nc: Client) -> None:
     """Return once nats-server has processed every command queued on ``nc`` so far (a
     subscription is live): a PING written after them, and its PONG."""
     await written(nc)
-    await nc.flush(timeout=WRITE_TIMEOUT)  # type: ignore[arg-type]
+    await nc.flush(timeout=CONFIRM_TIMEOUT)  # type: ignore[arg-type]
 
 
 def cancellation_checkpoint() -> None:

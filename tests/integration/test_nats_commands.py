@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from oye_cli.nats_server import NatsServer
 from oye_relay.nats_commands import CommandWriter
 from oye_relay.wire import header_block, hpub
+from oye_shared.bus import written
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +74,6 @@ async def deliver(nc: Client, writer: CommandWriter) -> list[tuple[str, bytes, A
     await nc.flush()
     await nc.flush()  # the second PING follows the SUB (see test_publisher_nats.subscribed)
     await writer.write([hpub(s, header_block(h), b) for s, b, h in MESSAGES])
-    await writer.written()
     received = [await sub.next_msg(timeout=10) for _ in MESSAGES]
     with pytest.raises(nats.errors.TimeoutError):
         await sub.next_msg(timeout=0.2)
@@ -104,10 +104,10 @@ def expected() -> list[tuple[str, bytes, Any]]:
 
 
 async def test_written_returns_once_the_client_has_nothing_pending(sender: Client) -> None:
-    """After written() the client's buffer is empty: a PING sent now follows the batch."""
+    """After bus.written() the client's buffer is empty: a PING sent now follows the batch."""
     writer = CommandWriter(sender)
     await writer.write([hpub("cmd.x", header_block({"A": "1"}), b"x" * 100_000)] * 10)
     assert sender.pending_data_size > 0
     async with asyncio.timeout(10):
-        await writer.written()
+        await written(sender)
     assert sender.pending_data_size == 0

@@ -3,18 +3,17 @@ reason the charger must go instead, against real WebSocket servers."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from http import HTTPStatus
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from oye_relay.keepalive import Keepalive
 from oye_relay.legs import WebSocketLeg
 from oye_relay.upstream import CloseCharger, UpstreamOptions, reopen_upstream
+from tests.support.legs import csms
 
 pytestmark = pytest.mark.integration
 
@@ -29,27 +28,6 @@ def options(url: str) -> UpstreamOptions:
         keepalive=Keepalive(interval=60.0, timeout=60.0),
         max_size=2**20,
     )
-
-
-@asynccontextmanager
-async def csms(
-    answer: Answer, subprotocols: list[str]
-) -> AsyncIterator[tuple[str, asyncio.Queue[ServerConnection]]]:
-    """A CSMS that answers each handshake as ``answer`` says (None: accepts it)."""
-    accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
-
-    async def handler(connection: ServerConnection) -> None:
-        await accepted.put(connection)
-        await connection.wait_closed()
-
-    async with serve(
-        handler,
-        "127.0.0.1",
-        0,
-        process_request=answer,
-        subprotocols=subprotocols or None,  # type: ignore[arg-type]
-    ) as server:
-        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ocpp", accepted
 
 
 async def reopen(url: str | None) -> WebSocketLeg | CloseCharger | None:
@@ -78,7 +56,7 @@ def refusing(*statuses: HTTPStatus) -> Answer:
 
 async def test_a_csms_in_trouble_is_tried_again_until_it_accepts() -> None:
     answer = refusing(HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.BAD_GATEWAY)
-    async with csms(answer, ["ocpp1.6"]) as (url, accepted):
+    async with csms(process_request=answer, subprotocols=["ocpp1.6"]) as (url, accepted):
         leg = await reopen(url)
         assert isinstance(leg, WebSocketLeg)
         assert leg.subprotocol == "ocpp1.6"
@@ -87,14 +65,15 @@ async def test_a_csms_in_trouble_is_tried_again_until_it_accepts() -> None:
 
 
 async def test_a_csms_that_refuses_the_charger_closes_it_with_1008() -> None:
-    async with csms(refusing(HTTPStatus.FORBIDDEN), ["ocpp1.6"]) as (url, accepted):
+    refused = refusing(HTTPStatus.FORBIDDEN)
+    async with csms(process_request=refused, subprotocols=["ocpp1.6"]) as (url, accepted):
         assert await reopen(url) == CloseCharger(1008, "CSMS refused: HTTP 403")
         assert accepted.empty()
 
 
 async def test_a_csms_that_no_longer_speaks_the_subprotocol_closes_both_with_1002() -> None:
     """It answers without one (the charger's is settled: only that one is offered)."""
-    async with csms(refusing(), []) as (url, accepted):
+    async with csms(process_request=refusing()) as (url, accepted):
         assert await reopen(url) == CloseCharger(1002, "CSMS no longer speaks this subprotocol")
         connection = await accepted.get()
         await connection.wait_closed()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from nats.aio.client import Client
 
@@ -25,10 +26,10 @@ WAIT = 1.0
 
 
 class Confirmations:
-    __slots__ = ("_nc", "_next", "_task")
+    __slots__ = ("_client", "_next", "_task")
 
-    def __init__(self, nc: Client) -> None:
-        self._nc = nc
+    def __init__(self, client: Callable[[], Client | None]) -> None:
+        self._client = client  # the relay's NATS connection, once there is one
         #: The round that will confirm what is queued now (None: nobody waits for one).
         self._next: asyncio.Future[bool] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -37,23 +38,24 @@ class Confirmations:
         """Return once the server has processed every command queued on the client before
         this call: True; False when NATS is not connected or did not answer within
         :data:`WAIT` (a reconnecting nats-py sends the subscriptions again itself)."""
-        if not self._nc.is_connected:
+        nc = self._client()
+        if nc is None or not nc.is_connected:
             return False
         waiter = self._next
         if waiter is None:
             waiter = self._next = asyncio.get_running_loop().create_future()
             if self._task is None:
-                self._task = asyncio.create_task(self._rounds(), name="NATS confirmations")
+                self._task = asyncio.create_task(self._rounds(nc), name="NATS confirmations")
         # Not ``await waiter``: a cancelled caller would cancel the round of all others.
         await asyncio.wait((waiter,), timeout=WAIT)
         return waiter.result() if waiter.done() else False
 
-    async def _rounds(self) -> None:
+    async def _rounds(self, nc: Client) -> None:
         waiter = None
         try:
             while (waiter := self._next) is not None:
                 self._next = None  # who comes now was not queued before this round's PING
-                waiter.set_result(await self._round())
+                waiter.set_result(await _round(nc))
         finally:
             self._task = None
             for left in (waiter, self._next):  # cancelled (the loop ends): nobody hangs
@@ -61,10 +63,11 @@ class Confirmations:
                     left.set_result(False)
             self._next = None
 
-    async def _round(self) -> bool:
-        try:
-            await confirmed(self._nc)
-        except Exception as exc:  # NATS down or slow: the connect goes on without
-            log.debug("NATS did not confirm the subscriptions: %r", exc)
-            return False
-        return True
+
+async def _round(nc: Client) -> bool:
+    try:
+        await confirmed(nc)
+    except Exception as exc:  # NATS down or slow: the connect goes on without
+        log.debug("NATS did not confirm the subscriptions: %r", exc)
+        return False
+    return True

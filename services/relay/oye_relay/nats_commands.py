@@ -1,4 +1,5 @@
-"""Handing nats-py finished ``HPUB`` commands, and knowing when they were written.
+"""Handing nats-py finished ``HPUB`` commands (``oye_shared.bus.written`` tells when they
+are on the socket).
 
 Why private attributes: the relay encodes every message once, when it is queued
 (:mod:`oye_relay.wire`), while nats-py's public ``publish`` takes a header dict and builds
@@ -22,7 +23,6 @@ from nats.errors import (
 )
 
 from oye_relay.wire import parse_hpub
-from oye_shared.bus import written
 
 
 class CommandWriter:
@@ -58,7 +58,3 @@ class CommandWriter:
             raise ConnectionDrainingError
         await send(b"".join(commands))
         await kick()
-
-    async def written(self) -> None:
-        """Return once the client has handed everything queued so far to its socket."""
-        await written(self._nc)

@@ -4,7 +4,7 @@ Forwarding code calls :meth:`Publisher.publish` (or :meth:`Publisher.publish_com
 a message already encoded by :mod:`oye_relay.wire`), which only appends to a bounded
 buffer. One task drains the buffer in order: it lets a batch gather for a moment, writes
 it, then confirms it with one PING/PONG round trip sent after it (see
-:meth:`~oye_relay.nats_commands.CommandWriter.written`) before dropping it from the
+:func:`oye_shared.bus.confirmed`) before dropping it from the
 buffer. While NATS is down the batch stays and is sent again when NATS is back; JetStream
 drops the copies it already has by ``Nats-Msg-Id``. A NATS that is only slow is waited
 for: the batch is not sent twice. A full buffer refuses new messages:
@@ -27,7 +27,7 @@ from nats.errors import Error as NatsError
 
 from oye_relay.nats_commands import CommandWriter
 from oye_relay.wire import header_block, hpub, payload_size
-from oye_shared.bus import cancellation_checkpoint
+from oye_shared.bus import CONFIRM_TIMEOUT, cancellation_checkpoint, confirmed
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ BATCH_SIZE = 512
 #: How long a batch may gather before it is written: under light load every frame would
 #: otherwise be a batch of its own, with its own write and PING/PONG round trip.
 GATHER = 0.002
-FLUSH_TIMEOUT = 2.0
 RETRY_DELAY = 0.2
 OVERFLOW_LOG_INTERVAL = 5.0
 
@@ -49,7 +48,7 @@ class Publisher:
         self.overflowed = 0
         #: Messages dropped because NATS would refuse them (over ``max_payload``).
         self.too_large = 0
-        #: Times NATS took longer than FLUSH_TIMEOUT to confirm a batch (still connected).
+        #: Times NATS took longer than CONFIRM_TIMEOUT to confirm a batch (still connected).
         self.stalls = 0
         self._buffer: deque[bytes] = deque()
         self._ready = asyncio.Event()
@@ -107,7 +106,7 @@ class Publisher:
             try:
                 connection = _connection(nc)
                 await writer.write(batch)
-                await self._confirmed(nc, writer, connection)
+                await self._confirmed(nc, connection)
             except (NatsError, OSError, TimeoutError) as exc:
                 log.warning("NATS publish failed (%s); %d messages wait", exc, len(self._buffer))
                 await asyncio.sleep(RETRY_DELAY)
@@ -116,7 +115,7 @@ class Publisher:
                 self._buffer.popleft()
             self.published += len(batch)
 
-    async def _confirmed(self, nc: Client, writer: CommandWriter, connection: int) -> None:
+    async def _confirmed(self, nc: Client, connection: int) -> None:
         """Wait until NATS has the batch just written on the ``connection``-th connection:
         one PING, sent once the batch is on the socket, and its PONG. A NATS that is only
         slow to answer has the batch (nats-py keeps it queued, or it is on the socket): it
@@ -125,15 +124,14 @@ class Publisher:
         connected again: then it is sent again (JetStream drops what it had)."""
         while True:
             try:
-                await writer.written()
-                await nc.flush(timeout=FLUSH_TIMEOUT)  # type: ignore[arg-type]
+                await confirmed(nc)
             except TimeoutError:  # nats-py's FlushTimeoutError is one too
                 if not nc.is_connected or _connection(nc) != connection:
                     raise
                 self.stalls += 1
                 log.warning(
                     "NATS has not confirmed a batch in %gs; still waiting (%d messages wait)",
-                    FLUSH_TIMEOUT,
+                    CONFIRM_TIMEOUT,
                     len(self._buffer),
                 )
                 continue

@@ -112,7 +112,7 @@ class Relay:
         self.live_config = LiveConfig(settings, self.keepalive)
         self.nc: Client | None = None
         #: Each connect's inject subscription confirmed by NATS before its frames are handled.
-        self._confirmations: Confirmations | None = None
+        self._confirmations = Confirmations(lambda: self.nc)
         #: The persistent limits (``{P}_limits``), once NATS is there; read at every boot,
         #: so followed into memory.
         self.limits: BucketMirror | None = None
@@ -148,7 +148,6 @@ class Relay:
     async def attach_bus(self, nc: Client) -> None:
         """NATS is there: take injections for every charger held now and later."""
         self.nc = nc
-        self._confirmations = Confirmations(nc)
         for session in list(self.sessions.values()):
             await session.attach_bus(nc, self.subjects)
 
@@ -565,7 +564,7 @@ class Relay:
         await self._register(session)
         try:
             self.fleet.changed(tracker.state)
-            if self.nc is not None and self._confirmations is not None:
+            if self.nc is not None:
                 await session.attach_bus(self.nc, self.subjects)
                 # Before the charger hears anything: an injection right after its boot
                 # must find the subscription (confirmations.py).
